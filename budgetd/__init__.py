@@ -1,0 +1,1 @@
+"""budgetd: a budget-authorization sidecar for LLM traffic."""

@@ -1,0 +1,3 @@
+from budgetd.cli import main
+
+raise SystemExit(main())

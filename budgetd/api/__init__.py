@@ -1,0 +1,1 @@
+"""The gRPC transport: servicers, their guard (auth, errors, metrics, logs) and the server."""

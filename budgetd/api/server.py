@@ -1,0 +1,143 @@
+"""The gRPC server: budgetd.v1 services, grpc.health.v1, reflection and Prometheus metrics.
+
+RPC handlers are synchronous (the domain runs blocking SQL); grpc.aio runs them on the
+``migration_thread_pool``, whose size bounds concurrent database work. Health and reflection are
+asyncio handlers on the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from budgetd.api.auth import AdminAuth
+from budgetd.api.budget_servicer import BudgetServicer
+from budgetd.api.customer_servicer import CustomerServicer
+from budgetd.api.guard import GuardedServicer
+from budgetd.api.spend_servicer import ADMIN_METHODS as SPEND_ADMIN_METHODS
+from budgetd.api.spend_servicer import SpendServicer
+from budgetd.app import Budgetd
+from budgetd.settings import Settings
+from budgetd.v1 import budget_service_pb2, customer_service_pb2, spend_service_pb2
+from budgetd.v1 import budget_service_pb2_grpc as budget_grpc
+from budgetd.v1 import customer_service_pb2_grpc as customer_grpc
+from budgetd.v1 import spend_service_pb2_grpc as spend_grpc
+
+log = logging.getLogger("budgetd.server")
+
+SPEND = spend_service_pb2.DESCRIPTOR.services_by_name["SpendService"]
+CUSTOMERS = customer_service_pb2.DESCRIPTOR.services_by_name["CustomerService"]
+BUDGETS = budget_service_pb2.DESCRIPTOR.services_by_name["BudgetService"]
+SERVICE_NAMES = (SPEND.full_name, CUSTOMERS.full_name, BUDGETS.full_name)
+
+
+@dataclass(frozen=True, slots=True)
+class Registration:
+    """A guarded servicer and the generated function that adds it to a server."""
+
+    descriptor: Any
+    servicer: object
+    add_to_server: Callable[[Any, Any], None]
+
+
+def registrations(app: Budgetd, auth: AdminAuth) -> list[Registration]:
+    """Every budgetd.v1 servicer, wrapped by the guard; used by the server and by tests."""
+    every = frozenset(m.name for m in CUSTOMERS.methods) | frozenset(
+        m.name for m in BUDGETS.methods
+    )
+    return [
+        Registration(
+            SPEND,
+            GuardedServicer(SpendServicer(app.spend), SPEND, auth, SPEND_ADMIN_METHODS),
+            spend_grpc.add_SpendServiceServicer_to_server,
+        ),
+        Registration(
+            CUSTOMERS,
+            GuardedServicer(CustomerServicer(app.customers), CUSTOMERS, auth, every),
+            customer_grpc.add_CustomerServiceServicer_to_server,
+        ),
+        Registration(
+            BUDGETS,
+            GuardedServicer(BudgetServicer(app.budgets), BUDGETS, auth, every),
+            budget_grpc.add_BudgetServiceServicer_to_server,
+        ),
+    ]
+
+
+class Server:
+    """A running budgetd: the gRPC server plus its background sweeper."""
+
+    def __init__(self, app: Budgetd, settings: Settings) -> None:
+        self._app = app
+        self._settings = settings
+        self._executor = ThreadPoolExecutor(settings.workers, thread_name_prefix="rpc")
+        self._server = grpc.aio.server(
+            migration_thread_pool=self._executor,
+            options=[
+                ("grpc.max_receive_message_length", settings.max_message_bytes),
+                ("grpc.max_send_message_length", settings.max_message_bytes),
+            ],
+        )
+        self.health = health.aio.HealthServicer()
+        token = settings.admin_token.get_secret_value() if settings.admin_token else None
+        for reg in registrations(app, AdminAuth(token)):
+            reg.add_to_server(reg.servicer, self._server)
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, self._server)
+        reflection.enable_server_reflection(
+            (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), self._server
+        )
+        self.port = self._server.add_insecure_port(settings.grpc_addr)
+        if not self.port:
+            raise OSError(f"cannot listen on {settings.grpc_addr}")
+        self._sweeper: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        """Accept calls and report SERVING."""
+        await self._server.start()
+        for name in ("", *SERVICE_NAMES):
+            await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        self._sweeper = asyncio.create_task(self._sweep())
+
+    async def stop(self) -> None:
+        """Report NOT_SERVING, let in-flight calls finish within the grace period, close."""
+        await self.health.enter_graceful_shutdown()
+        if self._sweeper:
+            self._sweeper.cancel()
+        await self._server.stop(self._settings.shutdown_grace_seconds)
+        self._executor.shutdown(wait=True)
+        self._app.db.dispose()
+
+    async def _sweep(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(self._settings.expiry_interval_seconds)
+            try:
+                await loop.run_in_executor(self._executor, self._app.spend.expire_due)
+            except Exception:
+                log.exception("expiring holds failed; retrying next round")
+
+
+async def serve(app: Budgetd, settings: Settings) -> None:
+    """Run until SIGTERM or SIGINT, then shut down gracefully."""
+    server = Server(app, settings)
+    await server.start()
+    log.info(
+        "serving",
+        extra={"fields": {"grpc_addr": settings.grpc_addr, "port": server.port}},
+    )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    log.info("shutting down", extra={"fields": {"grace_s": settings.shutdown_grace_seconds}})
+    await server.stop()

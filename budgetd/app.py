@@ -1,0 +1,45 @@
+"""Wiring: settings in, the database and domain services out. The one place they meet."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from budgetd.clock import Clock, SystemClock
+from budgetd.domain.budgets import BudgetService
+from budgetd.domain.customers import CustomerService
+from budgetd.domain.spend import SpendPolicy, SpendService
+from budgetd.pricing import PriceTable
+from budgetd.settings import Settings
+from budgetd.store.database import Database
+
+
+@dataclass(frozen=True, slots=True)
+class Budgetd:
+    """The domain, ready to serve."""
+
+    db: Database
+    customers: CustomerService
+    budgets: BudgetService
+    spend: SpendService
+
+
+def build(settings: Settings, clock: Clock | None = None) -> Budgetd:
+    """Connect the store and build the domain services from settings."""
+    clock = clock or SystemClock()
+    db = Database.connect(
+        settings.database_url,
+        pool_size=settings.workers,
+        sqlite_synchronous=settings.sqlite_synchronous,
+    )
+    prices = PriceTable.from_file(settings.prices_file) if settings.prices_file else PriceTable()
+    policy = SpendPolicy(
+        hold_ttl_us=int(settings.hold_ttl_seconds * 1_000_000),
+        default_max_output_tokens=settings.default_max_output_tokens,
+        chars_per_token=settings.chars_per_token,
+    )
+    return Budgetd(
+        db=db,
+        customers=CustomerService(db, clock),
+        budgets=BudgetService(db, clock),
+        spend=SpendService(db, prices, clock, policy),
+    )

@@ -1,0 +1,144 @@
+"""Repository of budgets: pricing tiers and customers' private limits."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from sqlalchemy import Connection, Row, delete, func, insert, select, update
+
+from budgetd.domain.records import Budget, BudgetLimits, ModelBudget
+from budgetd.store.schema import budgets, customers
+
+
+def limits_to_columns(limits: BudgetLimits) -> dict[str, Any]:
+    """The column values that store a set of limits."""
+    return {
+        "max_budget_nanos": limits.max_budget_nanos,
+        "soft_budget_nanos": limits.soft_budget_nanos,
+        "tpm_limit": limits.tpm_limit,
+        "rpm_limit": limits.rpm_limit,
+        "max_parallel_requests": limits.max_parallel_requests,
+        "budget_duration": limits.budget_duration,
+        "model_max_budget": json.dumps(
+            {
+                model: {
+                    "max_budget_nanos": cap.max_budget_nanos,
+                    "budget_duration": cap.budget_duration,
+                    "tpm_limit": cap.tpm_limit,
+                    "rpm_limit": cap.rpm_limit,
+                }
+                for model, cap in sorted(limits.model_max_budget.items())
+            },
+            separators=(",", ":"),
+        ),
+    }
+
+
+def limits_from_row(row: Mapping[str, Any]) -> BudgetLimits:
+    """Limits from a row holding the budget columns (None when the budget row is absent)."""
+    raw_caps: dict[str, dict[str, Any]] = json.loads(row["model_max_budget"] or "{}")
+    return BudgetLimits(
+        max_budget_nanos=row["max_budget_nanos"],
+        soft_budget_nanos=row["soft_budget_nanos"],
+        tpm_limit=row["tpm_limit"],
+        rpm_limit=row["rpm_limit"],
+        max_parallel_requests=row["max_parallel_requests"],
+        budget_duration=row["budget_duration"] or "",
+        model_max_budget={model: ModelBudget(**cap) for model, cap in raw_caps.items()},
+    )
+
+
+LIMIT_COLUMNS = (
+    budgets.c.max_budget_nanos,
+    budgets.c.soft_budget_nanos,
+    budgets.c.tpm_limit,
+    budgets.c.rpm_limit,
+    budgets.c.max_parallel_requests,
+    budgets.c.budget_duration,
+    budgets.c.model_max_budget,
+)
+
+_customer_count = (
+    select(func.count())
+    .where(customers.c.budget_id == budgets.c.budget_id)
+    .correlate(budgets)
+    .scalar_subquery()
+    .label("customer_count")
+)
+_SELECT_TIER = select(budgets, _customer_count)
+
+
+def _tier(row: Row[Any]) -> Budget:
+    m = row._mapping
+    return Budget(
+        budget_id=m["budget_id"],
+        limits=limits_from_row(m),
+        customer_count=m["customer_count"],
+        created_us=m["created_us"],
+        updated_us=m["updated_us"],
+    )
+
+
+class BudgetRepository:
+    """Statements on the budgets table."""
+
+    def insert(
+        self,
+        conn: Connection,
+        budget_id: str,
+        limits: BudgetLimits,
+        *,
+        now_us: int,
+        is_private: bool = False,
+        request_id: str | None = None,
+    ) -> None:
+        """Insert a budget; raises IntegrityError when the id is taken."""
+        conn.execute(
+            insert(budgets).values(
+                budget_id=budget_id,
+                is_private=is_private,
+                create_request_id=request_id,
+                created_us=now_us,
+                updated_us=now_us,
+                **limits_to_columns(limits),
+            )
+        )
+
+    def get_tier(self, conn: Connection, budget_id: str) -> Budget | None:
+        """A pricing tier (never a private budget)."""
+        row = conn.execute(
+            _SELECT_TIER.where(budgets.c.budget_id == budget_id, budgets.c.is_private.is_(False))
+        ).one_or_none()
+        return _tier(row) if row else None
+
+    def create_request_id(self, conn: Connection, budget_id: str) -> str | None:
+        """The request_id a budget was created with, for idempotent retries."""
+        return conn.execute(
+            select(budgets.c.create_request_id).where(budgets.c.budget_id == budget_id)
+        ).scalar_one_or_none()
+
+    def set_limits(
+        self, conn: Connection, budget_id: str, limits: BudgetLimits, *, now_us: int
+    ) -> bool:
+        """Replace a budget's limits; False when it does not exist."""
+        result = conn.execute(
+            update(budgets)
+            .where(budgets.c.budget_id == budget_id)
+            .values(updated_us=now_us, **limits_to_columns(limits))
+        )
+        return result.rowcount == 1
+
+    def delete(self, conn: Connection, budget_id: str) -> None:
+        """Delete a budget row (the caller checks that nobody uses it)."""
+        conn.execute(delete(budgets).where(budgets.c.budget_id == budget_id))
+
+    def list_tiers(self, conn: Connection, after: str, limit: int) -> Sequence[Budget]:
+        """Tiers ordered by id, starting after ``after``."""
+        rows = conn.execute(
+            _SELECT_TIER.where(budgets.c.is_private.is_(False), budgets.c.budget_id > after)
+            .order_by(budgets.c.budget_id)
+            .limit(limit)
+        ).all()
+        return [_tier(row) for row in rows]

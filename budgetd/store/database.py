@@ -1,0 +1,128 @@
+"""The database handle and its units of work.
+
+``Database.write()`` and ``Database.read()`` each open one transaction, commit when the block
+ends normally and roll back otherwise. They translate SQLAlchemy's outage errors into
+``Unavailable`` at this boundary, so the layers above never see driver exceptions.
+
+SQLite (the embedded default) allows one writer at a time. Rather than let threads collide inside
+SQLite, whose busy handler sleeps and polls, writers queue on a process-wide lock and start with
+``BEGIN IMMEDIATE``; readers run concurrently under WAL. PostgreSQL needs neither: atomic
+statements and row locks serialize writers to one customer, across replicas too.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
+from typing import Any
+
+from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.engine import make_url
+from sqlalchemy.engine.interfaces import DBAPIConnection
+from sqlalchemy.pool import ConnectionPoolEntry
+
+from budgetd.errors import Unavailable
+from budgetd.store.metrics import STORE_LATENCY
+
+
+class Database:
+    """An engine plus the transaction discipline budgetd relies on."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.is_sqlite = engine.dialect.name == "sqlite"
+        self._write_lock: AbstractContextManager[Any] = (
+            threading.Lock() if self.is_sqlite else nullcontext()
+        )
+
+    @classmethod
+    def connect(
+        cls,
+        url: str,
+        *,
+        pool_size: int = 10,
+        sqlite_synchronous: str = "FULL",
+        connect_timeout_s: float = 5.0,
+    ) -> Database:
+        """Create the engine for a URL (``sqlite:///path`` or ``postgresql+psycopg://...``)."""
+        parsed = make_url(url)
+        if parsed.get_backend_name() == "sqlite":
+            engine = create_engine(
+                parsed,
+                pool_size=pool_size,
+                max_overflow=0,
+                connect_args={"check_same_thread": False, "timeout": connect_timeout_s},
+            )
+            _configure_sqlite(engine, sqlite_synchronous)
+        else:
+            if parsed.drivername == "postgresql":
+                parsed = parsed.set(drivername="postgresql+psycopg")
+            engine = create_engine(
+                parsed,
+                pool_size=pool_size,
+                max_overflow=0,
+                pool_pre_ping=True,
+                pool_timeout=connect_timeout_s,
+                connect_args={"connect_timeout": max(1, int(connect_timeout_s))},
+            )
+        return cls(engine)
+
+    @contextmanager
+    def write(self) -> Iterator[Connection]:
+        """A read-write transaction; committed when the block returns."""
+        with self._write_lock, self._transaction(write=True) as conn:
+            yield conn
+
+    @contextmanager
+    def read(self) -> Iterator[Connection]:
+        """A read-only transaction."""
+        with self._transaction(write=False) as conn:
+            yield conn
+
+    @contextmanager
+    def _transaction(self, *, write: bool) -> Iterator[Connection]:
+        started = time.perf_counter()
+        kind = "write" if write else "read"
+        try:
+            with self.engine.connect() as conn:
+                if self.is_sqlite:
+                    conn = conn.execution_options(budgetd_write=write)
+                with conn.begin():
+                    yield conn
+        except sa_exc.OperationalError as exc:
+            # Connection refused, server gone, database locked past the timeout: all retryable.
+            raise Unavailable(f"store unavailable: {_first_line(exc.orig)}") from exc
+        except sa_exc.TimeoutError as exc:
+            raise Unavailable("store unavailable: no free connection in time") from exc
+        finally:
+            STORE_LATENCY.labels(kind).observe(time.perf_counter() - started)
+
+    def dispose(self) -> None:
+        """Close every pooled connection."""
+        self.engine.dispose()
+
+
+def _configure_sqlite(engine: Engine, synchronous: str) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: DBAPIConnection, _record: ConnectionPoolEntry) -> None:
+        # Take transaction control from the sqlite3 module so BEGIN is ours to emit.
+        dbapi_conn.isolation_level = None  # type: ignore[attr-defined]
+        cursor = dbapi_conn.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        # FULL syncs the WAL at every commit: an acknowledged charge survives power loss too.
+        cursor.execute(f"PRAGMA synchronous={synchronous}")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA busy_timeout=5000")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        write = conn.get_execution_options().get("budgetd_write", True)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+
+def _first_line(error: object) -> str:
+    return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__

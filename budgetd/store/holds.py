@@ -1,0 +1,118 @@
+"""Repository of holds: amounts reserved by Authorize until settled, released or expired."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import Connection, func, insert, select, update
+
+from budgetd.store.schema import HOLD_EXPIRED, HOLD_OPEN, holds
+
+
+@dataclass(frozen=True, slots=True)
+class Hold:
+    """A reservation as stored."""
+
+    hold_id: str
+    customer_pk: int
+    request_id: str | None
+    model: str
+    amount_nanos: int
+    state: str
+    created_us: int
+    expires_us: int
+
+
+def _hold(row: object) -> Hold:
+    return Hold(*row)  # type: ignore[misc]
+
+
+_SELECT_HOLD = select(
+    holds.c.hold_id,
+    holds.c.customer_pk,
+    holds.c.request_id,
+    holds.c.model,
+    holds.c.amount_nanos,
+    holds.c.state,
+    holds.c.created_us,
+    holds.c.expires_us,
+)
+
+
+class HoldRepository:
+    """Statements on the holds table."""
+
+    def insert(self, conn: Connection, hold: Hold) -> None:
+        """Store an open hold; IntegrityError when (customer, request_id) was seen before."""
+        conn.execute(
+            insert(holds).values(
+                hold_id=hold.hold_id,
+                customer_pk=hold.customer_pk,
+                request_id=hold.request_id,
+                model=hold.model,
+                amount_nanos=hold.amount_nanos,
+                state=hold.state,
+                created_us=hold.created_us,
+                expires_us=hold.expires_us,
+            )
+        )
+
+    def get(self, conn: Connection, hold_id: str) -> Hold | None:
+        """A hold by id."""
+        row = conn.execute(_SELECT_HOLD.where(holds.c.hold_id == hold_id)).one_or_none()
+        return _hold(row) if row else None
+
+    def get_by_request(self, conn: Connection, customer_pk: int, request_id: str) -> Hold | None:
+        """The hold an earlier Authorize with this request_id took."""
+        row = conn.execute(
+            _SELECT_HOLD.where(holds.c.customer_pk == customer_pk, holds.c.request_id == request_id)
+        ).one_or_none()
+        return _hold(row) if row else None
+
+    def close(
+        self, conn: Connection, hold_id: str, *, from_state: str, to_state: str, now_us: int
+    ) -> Hold | None:
+        """Move a hold from one state to another; None when it was not in ``from_state``.
+
+        A conditional UPDATE, so of two racing settlers exactly one moves it.
+        """
+        row = conn.execute(
+            update(holds)
+            .where(holds.c.hold_id == hold_id, holds.c.state == from_state)
+            .values(state=to_state, closed_us=now_us)
+            .returning(*_SELECT_HOLD.selected_columns)
+        ).one_or_none()
+        return _hold(row) if row else None
+
+    def expire(self, conn: Connection, customer_pk: int, *, now_us: int) -> int:
+        """Expire a customer's open holds past their time; returns the amount they held."""
+        rows = conn.execute(
+            update(holds)
+            .where(
+                holds.c.customer_pk == customer_pk,
+                holds.c.state == HOLD_OPEN,
+                holds.c.expires_us <= now_us,
+            )
+            .values(state=HOLD_EXPIRED, closed_us=now_us)
+            .returning(holds.c.amount_nanos)
+        ).all()
+        return sum(row[0] for row in rows)
+
+    def customers_with_expired(self, conn: Connection, *, now_us: int, limit: int) -> list[int]:
+        """Customers that have open holds past their time."""
+        rows = conn.execute(
+            select(holds.c.customer_pk)
+            .where(holds.c.state == HOLD_OPEN, holds.c.expires_us <= now_us)
+            .distinct()
+            .limit(limit)
+        ).all()
+        return [row[0] for row in rows]
+
+    def open_total(self, conn: Connection, customer_pk: int) -> int:
+        """Sum of a customer's open holds (for consistency checks)."""
+        total = conn.execute(
+            select(func.coalesce(func.sum(holds.c.amount_nanos), 0)).where(
+                holds.c.customer_pk == customer_pk, holds.c.state == HOLD_OPEN
+            )
+        ).scalar_one()
+        return int(total)

@@ -1,0 +1,95 @@
+"""Repository of the ledger: one row per settled charge, never updated."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Connection, Row, func, insert, select
+
+from budgetd.domain.records import LedgerEntry
+from budgetd.store.schema import ledger
+
+_SELECT_ENTRY = select(
+    ledger.c.entry_id,
+    ledger.c.user_id,
+    ledger.c.request_id,
+    ledger.c.hold_id,
+    ledger.c.model,
+    ledger.c.input_tokens,
+    ledger.c.output_tokens,
+    ledger.c.cached_input_tokens,
+    ledger.c.cost_nanos,
+    ledger.c.spend_after_nanos,
+    ledger.c.created_us,
+)
+
+
+def _entry(row: Row[Any]) -> LedgerEntry:
+    return LedgerEntry(*row)
+
+
+class LedgerRepository:
+    """Statements on the ledger_entries table."""
+
+    def append(
+        self, conn: Connection, *, customer_pk: int, entry: LedgerEntry
+    ) -> LedgerEntry:
+        """Append an entry; IntegrityError when its request_id was recorded before."""
+        entry_id = conn.execute(
+            insert(ledger)
+            .values(
+                customer_pk=customer_pk,
+                user_id=entry.user_id,
+                request_id=entry.request_id,
+                hold_id=entry.reservation_id,
+                model=entry.model,
+                input_tokens=entry.input_tokens,
+                output_tokens=entry.output_tokens,
+                cached_input_tokens=entry.cached_input_tokens,
+                cost_nanos=entry.cost_nanos,
+                spend_after_nanos=entry.spend_after_nanos,
+                created_us=entry.created_us,
+            )
+            .returning(ledger.c.entry_id)
+        ).scalar_one()
+        return LedgerEntry(
+            entry_id,
+            entry.user_id,
+            entry.request_id,
+            entry.reservation_id,
+            entry.model,
+            entry.input_tokens,
+            entry.output_tokens,
+            entry.cached_input_tokens,
+            entry.cost_nanos,
+            entry.spend_after_nanos,
+            entry.created_us,
+        )
+
+    def get_by_request(self, conn: Connection, request_id: str) -> tuple[int, LedgerEntry] | None:
+        """(customer_pk, entry) recorded for a request_id."""
+        row = conn.execute(
+            select(ledger.c.customer_pk, *_SELECT_ENTRY.selected_columns).where(
+                ledger.c.request_id == request_id
+            )
+        ).one_or_none()
+        return (row[0], LedgerEntry(*row[1:])) if row else None
+
+    def list(
+        self, conn: Connection, customer_pk: int, before_entry_id: int | None, limit: int
+    ) -> list[LedgerEntry]:
+        """A customer's entries, newest first."""
+        stmt = _SELECT_ENTRY.where(ledger.c.customer_pk == customer_pk)
+        if before_entry_id is not None:
+            stmt = stmt.where(ledger.c.entry_id < before_entry_id)
+        rows = conn.execute(stmt.order_by(ledger.c.entry_id.desc()).limit(limit)).all()
+        return [_entry(row) for row in rows]
+
+    def totals(self, conn: Connection, customer_pk: int) -> tuple[int, int]:
+        """(entry count, sum of costs) of a customer."""
+        row = conn.execute(
+            select(func.count(), func.coalesce(func.sum(ledger.c.cost_nanos), 0)).where(
+                ledger.c.customer_pk == customer_pk
+            )
+        ).one()
+        return int(row[0]), int(row[1])
