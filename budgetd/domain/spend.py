@@ -236,6 +236,11 @@ class SpendService:
                     conn, hold_id, from_state=hold.state, to_state=HOLD_SETTLED, now_us=now
                 )
                 if hold.state == HOLD_SETTLED or moved is None:
+                    # A concurrent attempt with this request_id may have settled it a moment
+                    # ago; its entry is visible now that it committed.
+                    replay = self._ledger.get_by_request(conn, request_id)
+                    if replay is not None:
+                        return self._replayed_charge(conn, *replay)
                     raise FailedPrecondition(
                         f"reservation {hold_id!r} was already settled by another request_id"
                     )

@@ -49,10 +49,10 @@ class BudgetdProcess:
             "BUDGETD_ADMIN_TOKEN": ADMIN_TOKEN,
             **self.extra_env,
         }
-        log = self.log_path.open("ab")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "budgetd", "serve"], env=env, stdout=log, stderr=log
-        )
+        with self.log_path.open("ab") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "budgetd", "serve"], env=env, stdout=log, stderr=log
+            )
         self._wait_serving(timeout)
         return self
 
