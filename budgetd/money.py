@@ -6,7 +6,7 @@ adds up to the spend. Decimal appears only where humans write prices (config fil
 
 from __future__ import annotations
 
-from decimal import Decimal, InvalidOperation
+from decimal import Context, Decimal, InvalidOperation, localcontext
 
 NANOS_PER_USD = 1_000_000_000
 # int64 in the protos and BIGINT in SQL: the largest amount we accept (~9.2 billion USD).
@@ -19,7 +19,7 @@ def usd_to_nanos(usd: Decimal | int | str) -> int:
     Floats are refused on purpose: convert them with ``Decimal(str(x))`` at the edge, where the
     decision to trust their shortest repr is visible.
     """
-    if isinstance(usd, bool) or isinstance(usd, float):
+    if isinstance(usd, bool | float):
         raise ValueError("money must be a Decimal, int or decimal string, not a float")
     try:
         value = Decimal(usd)
@@ -27,9 +27,11 @@ def usd_to_nanos(usd: Decimal | int | str) -> int:
         raise ValueError(f"not a number: {usd!r}") from exc
     if not value.is_finite():
         raise ValueError(f"not a finite amount: {usd!r}")
-    nanos = value * NANOS_PER_USD
-    if nanos != nanos.to_integral_value():
-        raise ValueError(f"more than 9 decimal places: {usd!r}")
+    # Enough precision that no digit is ever rounded away before we look at it.
+    with localcontext(Context(prec=100)):
+        nanos = value * NANOS_PER_USD
+        if nanos != nanos.to_integral_value():
+            raise ValueError(f"more than 9 decimal places: {usd!r}")
     result = int(nanos)
     if abs(result) > MAX_NANOS:
         raise ValueError(f"amount out of range: {usd!r}")

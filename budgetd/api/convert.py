@@ -16,6 +16,7 @@ from budgetd.domain.records import (
     Charge,
     Customer,
     Decision,
+    DenialReason,
     LedgerEntry,
     ModelBudget,
 )
@@ -23,6 +24,13 @@ from budgetd.errors import InvalidArgument
 from budgetd.v1 import resources_pb2 as res
 from budgetd.v1 import spend_service_pb2 as spend_pb
 
+_DENIALS = {
+    DenialReason.BUDGET_EXCEEDED: spend_pb.DENIAL_REASON_BUDGET_EXCEEDED,
+    DenialReason.BLOCKED: spend_pb.DENIAL_REASON_BLOCKED,
+    DenialReason.RATE_LIMITED: spend_pb.DENIAL_REASON_RATE_LIMITED,
+    DenialReason.MODEL_NOT_ALLOWED: spend_pb.DENIAL_REASON_MODEL_NOT_ALLOWED,
+    DenialReason.PARALLEL_LIMIT: spend_pb.DENIAL_REASON_PARALLEL_LIMIT,
+}
 _LIMIT_OPTIONALS = (
     "max_budget_nanos",
     "soft_budget_nanos",
@@ -199,13 +207,14 @@ def decision_to_proto(decision: Decision) -> spend_pb.AuthorizeResponse:
     """An AuthorizeResponse."""
     message = spend_pb.AuthorizeResponse(
         allowed=decision.allowed,
-        denial_reason=decision.denial_reason.value if decision.denial_reason else 0,
         message=decision.message,
         reservation_id=decision.reservation_id or "",
         held_nanos=decision.held_nanos,
         spend_nanos=decision.spend_nanos,
         reserved_nanos=decision.reserved_nanos,
     )
+    if decision.denial_reason is not None:
+        message.denial_reason = _DENIALS[decision.denial_reason]
     if decision.max_budget_nanos is not None:
         message.max_budget_nanos = decision.max_budget_nanos
     if decision.remaining_nanos is not None:

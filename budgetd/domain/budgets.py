@@ -38,7 +38,11 @@ class BudgetService:
         except sa_exc.IntegrityError as exc:
             with self._db.read() as conn:
                 first = self._budgets.get_tier(conn, budget_id)
-                if request and first and self._budgets.create_request_id(conn, budget_id) == request:
+                if (
+                    request
+                    and first
+                    and self._budgets.create_request_id(conn, budget_id) == request
+                ):
                     return first
             raise AlreadyExists(f"budget {budget_id!r} already exists") from exc
         assert created is not None

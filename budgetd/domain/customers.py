@@ -107,7 +107,11 @@ class CustomerService:
         except sa_exc.IntegrityError as exc:
             with self._db.read() as conn:
                 first = self._customers.get(conn, user_id)
-                if request and first and self._customers.create_request_id(conn, user_id) == request:
+                if (
+                    request
+                    and first
+                    and self._customers.create_request_id(conn, user_id) == request
+                ):
                     return first
             raise AlreadyExists(f"customer {user_id!r} already exists") from exc
         assert created is not None
@@ -197,14 +201,14 @@ class CustomerService:
         if self._budgets.get_tier(conn, budget_id) is None:
             raise NotFound(f"{field_name}: budget {budget_id!r} not found")
 
-    def _require_all(self, conn: Connection, ids: list[str]) -> None:
+    def _require_all(self, conn: Connection, ids: Sequence[str]) -> None:
         found = {c.user_id for c in self._customers.get_many(conn, ids)}
         missing = [i for i in ids if i not in found]
         if missing:
             raise NotFound(f"customer {missing[0]!r} not found; nothing was changed")
 
     @staticmethod
-    def _checked_ids(user_ids: Sequence[str]) -> list[str]:
+    def _checked_ids(user_ids: Sequence[str]) -> Sequence[str]:
         if not user_ids:
             raise InvalidArgument("user_ids", "is required")
         if len(user_ids) > 1000:
@@ -235,4 +239,3 @@ def _checked_values(values: dict[str, Any]) -> dict[str, Any]:
         elif name == "budget_id":
             out[name] = optional_id(value or "", field_name)
     return out
-

@@ -36,7 +36,7 @@ from budgetd.store.customers import Balance, CustomerRepository
 from budgetd.store.database import Database
 from budgetd.store.holds import Hold, HoldRepository
 from budgetd.store.ledger import LedgerRepository
-from budgetd.store.schema import HOLD_EXPIRED, HOLD_OPEN, HOLD_RELEASED, HOLD_SETTLED
+from budgetd.store.schema import HOLD_OPEN, HOLD_RELEASED, HOLD_SETTLED
 from budgetd.validation import (
     check_count,
     check_nanos,
@@ -257,9 +257,7 @@ class SpendService:
                 pk = self._customers.pk_of(conn, customer_id)
             assert pk is not None
             customer_pk = pk
-        balance = self._customers.apply(
-            conn, customer_pk, charge_nanos=cost, release_nanos=release
-        )
+        balance = self._customers.apply(conn, customer_pk, charge_nanos=cost, release_nanos=release)
         entry = self._ledger.append(
             conn,
             customer_pk=customer_pk,
@@ -291,9 +289,7 @@ class SpendService:
         check_count(usage.output_tokens, "usage.output_tokens")
         check_count(usage.cached_input_tokens, "usage.cached_input_tokens")
         if usage.cached_input_tokens > usage.input_tokens:
-            raise InvalidArgument(
-                "usage.cached_input_tokens", "must not exceed usage.input_tokens"
-            )
+            raise InvalidArgument("usage.cached_input_tokens", "must not exceed usage.input_tokens")
         if report.cost_nanos is not None:
             model = optional_id(report.model, "model") or ""
             return check_nanos(report.cost_nanos, "cost_nanos"), usage, model

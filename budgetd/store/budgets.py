@@ -36,7 +36,7 @@ def limits_to_columns(limits: BudgetLimits) -> dict[str, Any]:
     }
 
 
-def limits_from_row(row: Mapping[str, Any]) -> BudgetLimits:
+def limits_from_row(row: Mapping[Any, Any]) -> BudgetLimits:
     """Limits from a row holding the budget columns (None when the budget row is absent)."""
     raw_caps: dict[str, dict[str, Any]] = json.loads(row["model_max_budget"] or "{}")
     return BudgetLimits(

@@ -14,9 +14,9 @@ from budgetd.domain.records import BudgetLimits, Customer
 from budgetd.store.budgets import LIMIT_COLUMNS, limits_from_row
 from budgetd.store.schema import budgets, customers
 
-_SELECT_CUSTOMER = select(
-    customers, budgets.c.is_private, *LIMIT_COLUMNS
-).select_from(customers.outerjoin(budgets, customers.c.budget_id == budgets.c.budget_id))
+_SELECT_CUSTOMER = select(customers, budgets.c.is_private, *LIMIT_COLUMNS).select_from(
+    customers.outerjoin(budgets, customers.c.budget_id == budgets.c.budget_id)
+)
 
 # The budget in force for the customer row being updated: NULL when it has none.
 _MAX_BUDGET = (
@@ -68,7 +68,7 @@ def _customer(row: Row[Any]) -> Customer:
     )
 
 
-def _balance(row: Row[Any]) -> Balance:
+def _balance(row: Any) -> Balance:
     return Balance(row[0], row[1], row[2], row[3], row[4])
 
 
@@ -90,17 +90,13 @@ class CustomerRepository:
 
     def get(self, conn: Connection, user_id: str) -> Customer | None:
         """A customer with the limits in force."""
-        row = conn.execute(
-            _SELECT_CUSTOMER.where(customers.c.user_id == user_id)
-        ).one_or_none()
+        row = conn.execute(_SELECT_CUSTOMER.where(customers.c.user_id == user_id)).one_or_none()
         return _customer(row) if row else None
 
     def get_many(self, conn: Connection, user_ids: Sequence[str]) -> list[Customer]:
         """The named customers that exist, in user_id order."""
         rows = conn.execute(
-            _SELECT_CUSTOMER.where(customers.c.user_id.in_(user_ids)).order_by(
-                customers.c.user_id
-            )
+            _SELECT_CUSTOMER.where(customers.c.user_id.in_(user_ids)).order_by(customers.c.user_id)
         ).all()
         return [_customer(row) for row in rows]
 

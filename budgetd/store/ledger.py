@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
-from sqlalchemy import Connection, Row, func, insert, select
+from sqlalchemy import Connection, func, insert, select
 
 from budgetd.domain.records import LedgerEntry
 from budgetd.store.schema import ledger
@@ -13,7 +14,7 @@ _SELECT_ENTRY = select(
     ledger.c.entry_id,
     ledger.c.user_id,
     ledger.c.request_id,
-    ledger.c.hold_id,
+    ledger.c.hold_id.label("reservation_id"),
     ledger.c.model,
     ledger.c.input_tokens,
     ledger.c.output_tokens,
@@ -24,16 +25,14 @@ _SELECT_ENTRY = select(
 )
 
 
-def _entry(row: Row[Any]) -> LedgerEntry:
-    return LedgerEntry(*row)
+def _entry(row: Mapping[Any, Any]) -> LedgerEntry:
+    return LedgerEntry(**{name: row[name] for name in LedgerEntry.__slots__})
 
 
 class LedgerRepository:
     """Statements on the ledger_entries table."""
 
-    def append(
-        self, conn: Connection, *, customer_pk: int, entry: LedgerEntry
-    ) -> LedgerEntry:
+    def append(self, conn: Connection, *, customer_pk: int, entry: LedgerEntry) -> LedgerEntry:
         """Append an entry; IntegrityError when its request_id was recorded before."""
         entry_id = conn.execute(
             insert(ledger)
@@ -73,7 +72,7 @@ class LedgerRepository:
                 ledger.c.request_id == request_id
             )
         ).one_or_none()
-        return (row[0], LedgerEntry(*row[1:])) if row else None
+        return (row.customer_pk, _entry(row._mapping)) if row else None
 
     def list(
         self, conn: Connection, customer_pk: int, before_entry_id: int | None, limit: int
@@ -83,7 +82,7 @@ class LedgerRepository:
         if before_entry_id is not None:
             stmt = stmt.where(ledger.c.entry_id < before_entry_id)
         rows = conn.execute(stmt.order_by(ledger.c.entry_id.desc()).limit(limit)).all()
-        return [_entry(row) for row in rows]
+        return [_entry(row._mapping) for row in rows]
 
     def totals(self, conn: Connection, customer_pk: int) -> tuple[int, int]:
         """(entry count, sum of costs) of a customer."""
