@@ -25,9 +25,7 @@ class Settings(BaseSettings):
     admin_token: SecretStr | None = Field(
         None, description="Bearer token that management RPCs require"
     )
-    prices_file: Path | None = Field(
-        None, description="YAML file of price overrides and additions"
-    )
+    prices_file: Path | None = Field(None, description="YAML file of price overrides and additions")
     hold_ttl_seconds: float = Field(600.0, gt=0, description="How long an unsettled hold lives")
     expiry_interval_seconds: float = Field(
         10.0, gt=0, description="How often expired holds are swept"

@@ -63,9 +63,7 @@ def check_count(value: int, field: str) -> int:
 def check_duration(value: str, field: str) -> str:
     """A LiteLLM budget duration ("30s", "30m", "30h", "1d", "1mo") or empty."""
     if value and not _DURATION.match(value):
-        raise InvalidArgument(
-            field, f"must look like 30s, 30m, 30h, 1d or 1mo, got {value[:40]!r}"
-        )
+        raise InvalidArgument(field, f"must look like 30s, 30m, 30h, 1d or 1mo, got {value[:40]!r}")
     return value
 
 

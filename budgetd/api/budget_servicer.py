@@ -16,7 +16,7 @@ class BudgetServicer(pb_grpc.BudgetServiceServicer):
     def __init__(self, budgets: BudgetService) -> None:
         self._budgets = budgets
 
-    def CreateBudget(  # noqa: N802 - gRPC method names
+    def CreateBudget(
         self, request: pb.CreateBudgetRequest, context: grpc.ServicerContext
     ) -> pb.CreateBudgetResponse:
         budget = self._budgets.create(
@@ -26,26 +26,26 @@ class BudgetServicer(pb_grpc.BudgetServiceServicer):
         )
         return pb.CreateBudgetResponse(budget=convert.budget_to_proto(budget))
 
-    def GetBudget(  # noqa: N802
+    def GetBudget(
         self, request: pb.GetBudgetRequest, context: grpc.ServicerContext
     ) -> pb.GetBudgetResponse:
         budget = self._budgets.get(request.budget_id)
         return pb.GetBudgetResponse(budget=convert.budget_to_proto(budget))
 
-    def UpdateBudget(  # noqa: N802
+    def UpdateBudget(
         self, request: pb.UpdateBudgetRequest, context: grpc.ServicerContext
     ) -> pb.UpdateBudgetResponse:
         patch = convert.limits_patch(request.budget, request.update_mask)
         budget = self._budgets.update(request.budget.budget_id, patch)
         return pb.UpdateBudgetResponse(budget=convert.budget_to_proto(budget))
 
-    def DeleteBudget(  # noqa: N802
+    def DeleteBudget(
         self, request: pb.DeleteBudgetRequest, context: grpc.ServicerContext
     ) -> pb.DeleteBudgetResponse:
         budget = self._budgets.delete(request.budget_id)
         return pb.DeleteBudgetResponse(budget=convert.budget_to_proto(budget))
 
-    def ListBudgets(  # noqa: N802
+    def ListBudgets(
         self, request: pb.ListBudgetsRequest, context: grpc.ServicerContext
     ) -> pb.ListBudgetsResponse:
         page = self._budgets.list(request.page_size, request.page_token)

@@ -16,7 +16,7 @@ class CustomerServicer(pb_grpc.CustomerServiceServicer):
     def __init__(self, customers: CustomerService) -> None:
         self._customers = customers
 
-    def CreateCustomer(  # noqa: N802 - gRPC method names
+    def CreateCustomer(
         self, request: pb.CreateCustomerRequest, context: grpc.ServicerContext
     ) -> pb.CreateCustomerResponse:
         customer = self._customers.create(
@@ -24,32 +24,32 @@ class CustomerServicer(pb_grpc.CustomerServiceServicer):
         )
         return pb.CreateCustomerResponse(customer=convert.customer_to_proto(customer))
 
-    def GetCustomer(  # noqa: N802
+    def GetCustomer(
         self, request: pb.GetCustomerRequest, context: grpc.ServicerContext
     ) -> pb.GetCustomerResponse:
         customer = self._customers.get(request.user_id)
         return pb.GetCustomerResponse(customer=convert.customer_to_proto(customer))
 
-    def UpdateCustomer(  # noqa: N802
+    def UpdateCustomer(
         self, request: pb.UpdateCustomerRequest, context: grpc.ServicerContext
     ) -> pb.UpdateCustomerResponse:
         changes = convert.customer_changes(request.customer, request.update_mask)
         customer = self._customers.update(request.customer.user_id, changes)
         return pb.UpdateCustomerResponse(customer=convert.customer_to_proto(customer))
 
-    def DeleteCustomer(  # noqa: N802
+    def DeleteCustomer(
         self, request: pb.DeleteCustomerRequest, context: grpc.ServicerContext
     ) -> pb.DeleteCustomerResponse:
         self._customers.delete([request.user_id])
         return pb.DeleteCustomerResponse()
 
-    def BatchDeleteCustomers(  # noqa: N802
+    def BatchDeleteCustomers(
         self, request: pb.BatchDeleteCustomersRequest, context: grpc.ServicerContext
     ) -> pb.BatchDeleteCustomersResponse:
         deleted = self._customers.delete(list(request.user_ids))
         return pb.BatchDeleteCustomersResponse(deleted_count=deleted)
 
-    def ListCustomers(  # noqa: N802
+    def ListCustomers(
         self, request: pb.ListCustomersRequest, context: grpc.ServicerContext
     ) -> pb.ListCustomersResponse:
         page = self._customers.list(request.page_size, request.page_token, request.budget_id)
@@ -58,13 +58,15 @@ class CustomerServicer(pb_grpc.CustomerServiceServicer):
             next_page_token=page.next_page_token,
         )
 
-    def BlockCustomers(  # noqa: N802
+    def BlockCustomers(
         self, request: pb.BlockCustomersRequest, context: grpc.ServicerContext
     ) -> pb.BlockCustomersResponse:
         customers = self._customers.set_blocked(list(request.user_ids), blocked=True)
-        return pb.BlockCustomersResponse(customers=[convert.customer_to_proto(c) for c in customers])
+        return pb.BlockCustomersResponse(
+            customers=[convert.customer_to_proto(c) for c in customers]
+        )
 
-    def UnblockCustomers(  # noqa: N802
+    def UnblockCustomers(
         self, request: pb.UnblockCustomersRequest, context: grpc.ServicerContext
     ) -> pb.UnblockCustomersResponse:
         customers = self._customers.set_blocked(list(request.user_ids), blocked=False)

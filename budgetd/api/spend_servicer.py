@@ -24,7 +24,7 @@ class SpendServicer(pb_grpc.SpendServiceServicer):
     def __init__(self, spend: SpendService) -> None:
         self._spend = spend
 
-    def Authorize(  # noqa: N802 - gRPC method names
+    def Authorize(
         self, request: pb.AuthorizeRequest, context: grpc.ServicerContext
     ) -> pb.AuthorizeResponse:
         decision = self._spend.authorize(
@@ -38,12 +38,10 @@ class SpendServicer(pb_grpc.SpendServiceServicer):
                 request_id=request.request_id,
             )
         )
-        DECISIONS.labels(
-            decision.denial_reason.name if decision.denial_reason else "ALLOWED"
-        ).inc()
+        DECISIONS.labels(decision.denial_reason.name if decision.denial_reason else "ALLOWED").inc()
         return convert.decision_to_proto(decision)
 
-    def RecordSpend(  # noqa: N802
+    def RecordSpend(
         self, request: pb.RecordSpendRequest, context: grpc.ServicerContext
     ) -> pb.RecordSpendResponse:
         charge = self._spend.record_spend(
@@ -62,13 +60,13 @@ class SpendServicer(pb_grpc.SpendServiceServicer):
         )
         return convert.charge_to_proto(charge)
 
-    def ReleaseReservation(  # noqa: N802
+    def ReleaseReservation(
         self, request: pb.ReleaseReservationRequest, context: grpc.ServicerContext
     ) -> pb.ReleaseReservationResponse:
         released = self._spend.release(request.reservation_id)
         return pb.ReleaseReservationResponse(released_nanos=released)
 
-    def GetSpend(  # noqa: N802
+    def GetSpend(
         self, request: pb.GetSpendRequest, context: grpc.ServicerContext
     ) -> pb.GetSpendResponse:
         summary = self._spend.summary(request.customer_id)
@@ -84,7 +82,7 @@ class SpendServicer(pb_grpc.SpendServiceServicer):
             response.remaining_nanos = summary.remaining_nanos
         return response
 
-    def ListLedgerEntries(  # noqa: N802
+    def ListLedgerEntries(
         self, request: pb.ListLedgerEntriesRequest, context: grpc.ServicerContext
     ) -> pb.ListLedgerEntriesResponse:
         page = self._spend.ledger(request.customer_id, request.page_size, request.page_token)

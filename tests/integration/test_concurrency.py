@@ -156,7 +156,9 @@ def test_the_same_record_spend_sent_five_times_at_once_charges_once(
     )
     with ThreadPoolExecutor(max_workers=5) as pool:
         replies = list(
-            pool.map(lambda i: stubs[i % len(stubs)].spend.RecordSpend(request, timeout=30), range(5))
+            pool.map(
+                lambda i: stubs[i % len(stubs)].spend.RecordSpend(request, timeout=30), range(5)
+            )
         )
 
     assert len({r.entry.entry_id for r in replies}) == 1
