@@ -49,7 +49,7 @@ def check_nanos(value: int, field: str) -> int:
     if value < 0:
         raise InvalidArgument(field, f"must not be negative, got {value}")
     if value > MAX_NANOS:
-        raise InvalidArgument(field, "is out of range")
+        raise InvalidArgument(field, "amounts to more than the largest amount (int64 nano-USD)")
     return value
 
 

@@ -5,10 +5,11 @@ from __future__ import annotations
 from sqlalchemy import exc as sa_exc
 
 from budgetd.clock import Clock
+from budgetd.domain.customers import PRIVATE_BUDGET_PREFIX
 from budgetd.domain.limits import LimitsPatch, check_limits
 from budgetd.domain.paging import decode_token, encode_token
 from budgetd.domain.records import Budget, BudgetLimits, Page
-from budgetd.errors import AlreadyExists, FailedPrecondition, NotFound
+from budgetd.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from budgetd.store.budgets import BudgetRepository
 from budgetd.store.customers import CustomerRepository
 from budgetd.store.database import Database
@@ -27,6 +28,11 @@ class BudgetService:
     def create(self, budget_id: str, limits: BudgetLimits, request_id: str = "") -> Budget:
         """Create a tier. A retry with the same request_id returns the tier created first."""
         require_id(budget_id, "budget.budget_id")
+        if budget_id.startswith(PRIVATE_BUDGET_PREFIX):
+            # Reserved for customers' own limits, which are deleted with their customer.
+            raise InvalidArgument(
+                "budget.budget_id", f"must not start with {PRIVATE_BUDGET_PREFIX!r}"
+            )
         check_limits(limits, "budget.limits")
         request = optional_id(request_id, "request_id")
         try:

@@ -121,6 +121,11 @@ class SpendService:
         balance = self._customers.reserve(conn, customer_id, amount)
         if balance is None:
             # Rare path: find out why, fix what can be fixed, and try once more.
+            if request_id is not None:
+                # A retry of an admitted call gets its reservation even if it no longer fits.
+                earlier = self._earlier_hold(conn, customer_id, request_id)
+                if earlier is not None:
+                    return earlier
             standing = self._customers.standing(conn, customer_id)
             if standing is None:
                 # Created on first use, as LiteLLM upserts unknown customers.
@@ -157,6 +162,16 @@ class SpendService:
         self._holds.insert(conn, hold)
         return _allowed(hold, balance)
 
+    def _earlier_hold(self, conn: Connection, customer_id: str, request_id: str) -> Decision | None:
+        customer_pk = self._customers.pk_of(conn, customer_id)
+        if customer_pk is None:
+            return None
+        hold = self._holds.get_by_request(conn, customer_pk, request_id)
+        standing = self._customers.standing(conn, customer_id)
+        if hold is None or standing is None:
+            return None
+        return _allowed(hold, standing.balance)
+
     def _replay_authorize(self, conn: Connection, customer_id: str, request_id: str) -> Decision:
         customer_pk = self._customers.pk_of(conn, customer_id)
         hold = self._holds.get_by_request(conn, customer_pk, request_id) if customer_pk else None
@@ -167,6 +182,7 @@ class SpendService:
 
     def _estimate(self, call: CallEstimate) -> int:
         if call.estimated_cost_nanos is not None:
+            optional_id(call.model, "model")
             return check_nanos(call.estimated_cost_nanos, "estimated_cost_nanos")
         model = require_id(call.model, "model")
         for name in ("input_tokens", "input_characters", "max_output_tokens"):
@@ -183,7 +199,10 @@ class SpendService:
         output_tokens = call.max_output_tokens
         if output_tokens is None:
             output_tokens = price.max_output_tokens or self._policy.default_max_output_tokens
-        return price.cost_nanos(TokenUsage(input_tokens=input_tokens, output_tokens=output_tokens))
+        estimate = price.cost_nanos(
+            TokenUsage(input_tokens=input_tokens, output_tokens=output_tokens)
+        )
+        return check_nanos(estimate, "input_tokens")
 
     # -- RecordSpend -----------------------------------------------------------------------
 
@@ -297,7 +316,7 @@ class SpendService:
         price = self._prices.get(model)
         if price is None:
             raise _unpriced(model)
-        return price.cost_nanos(usage), usage, model
+        return check_nanos(price.cost_nanos(usage), "usage"), usage, model
 
     # -- Release and expiry ----------------------------------------------------------------
 

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, Row, delete, insert, or_, select, update
+from sqlalchemy import Connection, Row, and_, delete, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from budgetd.domain.records import BudgetLimits, Customer
@@ -68,8 +68,15 @@ def _customer(row: Row[Any]) -> Customer:
     )
 
 
-def _balance(row: Any) -> Balance:
-    return Balance(row[0], row[1], row[2], row[3], row[4])
+def _balance(conn: Connection, row: Any) -> Balance:
+    # The budget is read by its own statement: SQLite renders RETURNING without table names,
+    # so a correlated subquery there would compare budgets.budget_id with itself.
+    max_budget = None
+    if row[4] is not None:
+        max_budget = conn.execute(
+            select(budgets.c.max_budget_nanos).where(budgets.c.budget_id == row[4])
+        ).scalar_one_or_none()
+    return Balance(row[0], row[1], row[2], row[3], max_budget)
 
 
 class CustomerRepository:
@@ -157,8 +164,12 @@ class CustomerRepository:
                 customers.c.blocked.is_(False),
                 or_(
                     _MAX_BUDGET.is_(None),
-                    customers.c.spend_nanos + customers.c.reserved_nanos + amount_nanos
-                    <= _MAX_BUDGET,
+                    and_(
+                        # A max_budget of 0 denies every call, a zero estimate included.
+                        _MAX_BUDGET > 0,
+                        customers.c.spend_nanos + customers.c.reserved_nanos + amount_nanos
+                        <= _MAX_BUDGET,
+                    ),
                 ),
             )
             .values(reserved_nanos=customers.c.reserved_nanos + amount_nanos)
@@ -167,10 +178,10 @@ class CustomerRepository:
                 customers.c.user_id,
                 customers.c.spend_nanos,
                 customers.c.reserved_nanos,
-                _MAX_BUDGET,
+                customers.c.budget_id,
             )
         ).one_or_none()
-        return _balance(row) if row else None
+        return _balance(conn, row) if row else None
 
     def standing(self, conn: Connection, user_id: str) -> Standing | None:
         """The customer's state, to explain why a reserve did not fit."""
@@ -186,7 +197,11 @@ class CustomerRepository:
         ).one_or_none()
         if row is None:
             return None
-        return Standing(customer_pk=row[0], blocked=row[5], balance=_balance(row))
+        return Standing(
+            customer_pk=row[0],
+            blocked=row[5],
+            balance=Balance(row[0], row[1], row[2], row[3], row[4]),
+        )
 
     def pk_of(self, conn: Connection, user_id: str) -> int | None:
         """The surrogate key of a customer."""
@@ -210,7 +225,7 @@ class CustomerRepository:
                 customers.c.user_id,
                 customers.c.spend_nanos,
                 customers.c.reserved_nanos,
-                _MAX_BUDGET,
+                customers.c.budget_id,
             )
         ).one()
-        return _balance(row)
+        return _balance(conn, row)

@@ -76,6 +76,9 @@ customers = Table(
     Column("create_request_id", String(ID_LENGTH)),
     Column("created_us", BigInteger, nullable=False),
     Column("updated_us", BigInteger, nullable=False),
+    # Without AUTOINCREMENT SQLite reuses the id of a deleted row, and a new customer would
+    # inherit the old one's ledger entries.
+    sqlite_autoincrement=True,
 )
 
 HOLD_OPEN = "open"

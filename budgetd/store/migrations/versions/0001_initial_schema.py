@@ -88,6 +88,7 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_customers")),
         sa.UniqueConstraint("user_id", name=op.f("uq_customers_user_id")),
+        sqlite_autoincrement=True,
     )
     with op.batch_alter_table("customers", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_customers_budget_id"), ["budget_id"], unique=False)
