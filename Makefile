@@ -11,7 +11,7 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 run: $(VENV)/.installed
-	$(VENV)/bin/budgetd serve
+	$(VENV)/bin/budgetd up
 
 test: $(VENV)/.installed
 	$(PY) -m pytest

@@ -1,4 +1,4 @@
-"""The ``budgetd`` command: ``serve`` and ``migrate``."""
+"""The ``budgetd`` command: ``serve``, ``migrate`` and ``up`` (the quick start)."""
 
 from __future__ import annotations
 
@@ -32,7 +32,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     mig = sub.add_parser("migrate", help="bring the database schema up to date")
     mig.add_argument("--database-url", help="overrides BUDGETD_DATABASE_URL")
+    sub.add_parser(
+        "up", help="quick start: budgetd on SQLite, the fake upstream and the shim on :4000"
+    )
     args = parser.parse_args(argv)
+    if args.command == "up":
+        from proxy_shim import up
+
+        return up.main()
 
     overrides = {
         key: value

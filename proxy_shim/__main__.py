@@ -1,0 +1,3 @@
+from proxy_shim.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,66 @@
+"""``create_app``: the one place where the shim is wired together.
+
+The lifespan opens the long-lived resources (one gRPC channel to budgetd, one pooled
+``httpx.AsyncClient`` toward upstreams) and closes them after draining the settlements still in
+flight, so a SIGTERM during a stream does not lose its charge.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import httpx
+from fastapi import FastAPI
+
+from proxy_shim import errors
+from proxy_shim.budgetd_client import BudgetdClient
+from proxy_shim.config import ShimConfig, load_config
+from proxy_shim.gate import Gate
+from proxy_shim.keys import KeyRing
+from proxy_shim.routes import budgets, chat, customers, health, spend
+from proxy_shim.settings import ShimSettings
+from proxy_shim.state import ShimState
+
+
+class StartupError(RuntimeError):
+    """The shim cannot start with these settings; the message says why."""
+
+
+def create_app(settings: ShimSettings, config: ShimConfig | None = None) -> FastAPI:
+    """The FastAPI app. Raises StartupError (no master key) or ConfigError (bad config)."""
+    if settings.master_key is None or not settings.master_key.get_secret_value():
+        raise StartupError("BUDGETD_MASTER_KEY is not set: the shim refuses to run without a key")
+    resolved = config or load_config(settings.config)
+    keys = KeyRing(settings.master_key.get_secret_value(), resolved.client_keys)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        token = settings.admin_token.get_secret_value() if settings.admin_token else None
+        budgetd = BudgetdClient(
+            settings.budgetd_addr, deadline=settings.budgetd_deadline_seconds, admin_token=token
+        )
+        http = httpx.AsyncClient(
+            timeout=httpx.Timeout(settings.upstream_timeout_seconds, connect=10.0),
+            limits=httpx.Limits(max_connections=1000, max_keepalive_connections=200),
+        )
+        gate = Gate(budgetd, settings)
+        app.state.shim = ShimState(settings, resolved, keys, budgetd, gate, http)
+        try:
+            yield
+        finally:
+            await gate.drain()
+            await http.aclose()
+            await budgetd.close()
+
+    app = FastAPI(
+        title="budgetd proxy shim",
+        description="OpenAI-compatible, LiteLLM-compatible gateway metered by budgetd",
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+    )
+    errors.install(app)
+    for module in (chat, customers, budgets, spend, health):
+        app.include_router(module.router)
+    return app

@@ -1,0 +1,309 @@
+"""Reserve before, settle after: the shim's side of budgetd's hot path.
+
+Pricing: the shim prices calls itself with budgetd's own pricing code (``budgetd.pricing``) and
+sends budgetd explicit amounts: ``Authorize.estimated_cost_nanos`` before the call and
+``RecordSpend.cost_nanos`` after it, so that a price override in the shim's config file is what
+customers are charged. budgetd stays the pricing authority for direct gRPC callers, who send
+token counts instead; both paths use ``ModelPrice.cost_nanos``, so they agree to the nano.
+
+Output limits: a call that names no ``max_tokens``/``max_completion_tokens`` is reserved for the
+model's whole output limit, because that is what it may cost. Reserving the full limit per call
+is safe but limits concurrency: a customer with room for ten capped calls may have room for only
+one uncapped one. When such a reservation is denied for budget and ``cap_output_to_budget`` is on
+(the default), the shim computes how many output tokens the customer can still afford (from the
+denial's ``remaining_nanos``, minus the prompt's cost, at the model's output price), reserves
+that, and injects ``max_tokens`` into the upstream request, so not even the upstream can
+overspend. The trade-off: near the end of a budget, answers get shorter (possibly truncated with
+``finish_reason: "length"``) instead of being refused.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import uuid
+from collections.abc import Coroutine
+from dataclasses import dataclass
+from typing import Any
+
+from budgetd.pricing import ModelPrice, TokenUsage
+from budgetd.v1 import spend_service_pb2 as spend_pb
+from proxy_shim.budgetd_client import BudgetdClient
+from proxy_shim.config import ModelRoute
+from proxy_shim.errors import (
+    BudgetdUnavailable,
+    BudgetExceeded,
+    CustomerBlocked,
+    InvalidRequest,
+    ModelNotAllowed,
+    RateLimited,
+    ShimError,
+)
+from proxy_shim.observe import UNMETERED
+from proxy_shim.settings import ShimSettings
+from proxy_shim.usd import render_usd
+
+log = logging.getLogger("proxy_shim.gate")
+
+_REASONS = spend_pb.DenialReason
+# RecordSpend is idempotent on request_id, so retrying a charge that may have landed is safe.
+_SETTLE_BACKOFF_SECONDS = (0.05, 0.25, 1.0)
+
+
+@dataclass
+class Admission:
+    """A call let through, and what is needed to settle it."""
+
+    customer_id: str | None
+    model: ModelRoute
+    prompt_tokens: int
+    reservation_id: str = ""
+    # Set when the shim capped an uncapped call to what the customer can afford.
+    injected_max_tokens: int | None = None
+    spend_nanos: int | None = None
+    remaining_nanos: int | None = None
+    # False when nothing is charged: no customer id, or budgetd down under --fail-open.
+    metered: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class Settlement:
+    """What a settled call was charged."""
+
+    cost_nanos: int
+    spend_nanos: int | None
+    remaining_nanos: int | None
+
+
+def affordable_output_tokens(
+    price: ModelPrice, prompt_tokens: int, remaining_nanos: int, limit: int
+) -> int:
+    """The most output tokens (up to ``limit``) whose cost with the prompt fits the budget."""
+    input_cost = price.cost_nanos(TokenUsage(input_tokens=prompt_tokens))
+    headroom = remaining_nanos - input_cost
+    if headroom <= 0:
+        return 0
+    _, output_rate, _ = price.rates_for(prompt_tokens)
+    if output_rate == 0:
+        return limit
+    tokens = min(limit, headroom * 1_000_000 // output_rate)
+    # The per-call rounding is once over the sum, so the sum may exceed by a nano: step back.
+    while (
+        tokens > 0
+        and price.cost_nanos(TokenUsage(input_tokens=prompt_tokens, output_tokens=tokens))
+        > remaining_nanos
+    ):
+        tokens -= 1
+    return tokens
+
+
+def refusal(decision: spend_pb.AuthorizeResponse, customer_id: str) -> ShimError:
+    """The HTTP error for a denied Authorize, in LiteLLM's words where it has them."""
+    reason = decision.denial_reason
+    if reason == _REASONS.DENIAL_REASON_BUDGET_EXCEEDED:
+        budget = (
+            render_usd(decision.max_budget_nanos) if decision.HasField("max_budget_nanos") else None
+        )
+        return BudgetExceeded(
+            f"ExceededBudget: End User={customer_id} over budget. "
+            f"Spend={render_usd(decision.spend_nanos)}, Budget={budget}"
+        )
+    if reason == _REASONS.DENIAL_REASON_BLOCKED:
+        return CustomerBlocked(
+            f"End User={customer_id} is blocked. Unblock it with /customer/unblock."
+        )
+    if reason == _REASONS.DENIAL_REASON_MODEL_NOT_ALLOWED:
+        return ModelNotAllowed(decision.message or "model not allowed for this customer")
+    # RATE_LIMITED, PARALLEL_LIMIT, and anything newer: tell the client when to come back.
+    retry = 1
+    if decision.HasField("retry_after"):
+        retry = max(1, math.ceil(decision.retry_after.ToMicroseconds() / 1_000_000))
+    return RateLimited(decision.message or "rate limited", headers={"Retry-After": str(retry)})
+
+
+class Gate:
+    """Admits, settles and releases calls through budgetd."""
+
+    def __init__(self, budgetd: BudgetdClient, settings: ShimSettings) -> None:
+        self._budgetd = budgetd
+        self._settings = settings
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    def output_limit(self, route: ModelRoute) -> int:
+        """The most output tokens a call to ``route`` can produce."""
+        return (
+            route.max_output_tokens
+            or route.price.max_output_tokens
+            or self._settings.default_max_output_tokens
+        )
+
+    async def admit(
+        self,
+        customer_id: str | None,
+        route: ModelRoute,
+        prompt_tokens: int,
+        max_output_tokens: int | None,
+        *,
+        has_output: bool = True,
+    ) -> Admission:
+        """Reserve for a call or raise the refusal; see the module docstring for output caps."""
+        if customer_id is None:
+            if self._settings.require_customer_id:
+                raise InvalidRequest(
+                    "a customer id is required: pass 'user', metadata.user_id or the "
+                    "x-litellm-customer-id header",
+                    param="user",
+                )
+            return Admission(None, route, prompt_tokens, metered=False)
+        explicit = max_output_tokens is not None
+        if not has_output:
+            output = 0
+        elif max_output_tokens is not None:
+            output = max_output_tokens
+        else:
+            output = self.output_limit(route)
+        try:
+            decision = await self._authorize(customer_id, route, prompt_tokens, output)
+            injected = None
+            if (
+                not decision.allowed
+                and decision.denial_reason == _REASONS.DENIAL_REASON_BUDGET_EXCEEDED
+                and has_output
+                and not explicit
+                and self._settings.cap_output_to_budget
+                and decision.HasField("remaining_nanos")
+            ):
+                affordable = affordable_output_tokens(
+                    route.price, prompt_tokens, decision.remaining_nanos, output
+                )
+                if affordable >= 1:
+                    decision = await self._authorize(customer_id, route, prompt_tokens, affordable)
+                    injected = affordable
+        except BudgetdUnavailable:
+            if not self._settings.fail_open:
+                raise
+            UNMETERED.labels("fail_open").inc()
+            log.error(
+                "budgetd unreachable: serving UNMETERED because of --fail-open (no outbox: "
+                "this call will never be charged)",
+                extra={"fields": {"customer": customer_id, "model": route.name}},
+            )
+            return Admission(customer_id, route, prompt_tokens, metered=False)
+        if not decision.allowed:
+            raise refusal(decision, customer_id)
+        return Admission(
+            customer_id=customer_id,
+            model=route,
+            prompt_tokens=prompt_tokens,
+            reservation_id=decision.reservation_id,
+            injected_max_tokens=injected,
+            spend_nanos=decision.spend_nanos,
+            remaining_nanos=(
+                decision.remaining_nanos if decision.HasField("remaining_nanos") else None
+            ),
+        )
+
+    async def _authorize(
+        self, customer_id: str, route: ModelRoute, prompt_tokens: int, output_tokens: int
+    ) -> spend_pb.AuthorizeResponse:
+        estimate = route.price.cost_nanos(
+            TokenUsage(input_tokens=prompt_tokens, output_tokens=output_tokens)
+        )
+        return await self._budgetd.authorize(
+            spend_pb.AuthorizeRequest(
+                customer_id=customer_id,
+                model=route.name,
+                input_tokens=prompt_tokens,
+                max_output_tokens=output_tokens,
+                estimated_cost_nanos=estimate,
+                request_id=str(uuid.uuid4()),
+            )
+        )
+
+    async def settle(self, admission: Admission, usage: TokenUsage) -> Settlement:
+        """Charge what a call used, settling its reservation.
+
+        Retries while budgetd is unavailable (RecordSpend is idempotent on its request_id). If
+        the charge still cannot be recorded it is logged loudly and counted; the reservation
+        then expires after budgetd's hold TTL. The cost is computed either way.
+        """
+        cost = admission.model.price.cost_nanos(usage)
+        if not admission.metered or admission.customer_id is None:
+            return Settlement(cost, None, None)
+        request = spend_pb.RecordSpendRequest(
+            request_id=str(uuid.uuid4()),
+            customer_id=admission.customer_id,
+            reservation_id=admission.reservation_id,
+            model=admission.model.name,
+            usage=spend_pb.Usage(
+                input_tokens=usage.input_tokens,
+                output_tokens=usage.output_tokens,
+                cached_input_tokens=usage.cached_input_tokens,
+            ),
+            cost_nanos=cost,
+        )
+        for attempt, pause in enumerate((*_SETTLE_BACKOFF_SECONDS, None)):
+            try:
+                reply = await self._budgetd.record_spend(request)
+            except BudgetdUnavailable:
+                if pause is None:
+                    break
+                await asyncio.sleep(pause)
+                continue
+            except ShimError as error:
+                log.error(
+                    "charge refused by budgetd: %s",
+                    error.message,
+                    extra={"fields": {"customer": admission.customer_id, "attempt": attempt}},
+                )
+                break
+            return Settlement(
+                reply.charged_nanos,
+                reply.spend_nanos,
+                reply.remaining_nanos if reply.HasField("remaining_nanos") else None,
+            )
+        UNMETERED.labels("charge_failed").inc()
+        log.error(
+            "could not record a charge; the reservation will expire unsettled",
+            extra={
+                "fields": {
+                    "customer": admission.customer_id,
+                    "model": admission.model.name,
+                    "cost_nanos": cost,
+                    "reservation_id": admission.reservation_id,
+                }
+            },
+        )
+        return Settlement(cost, None, None)
+
+    async def release(self, admission: Admission) -> None:
+        """Give a reservation back without charging (the upstream failed)."""
+        if not admission.reservation_id:
+            return
+        try:
+            await self._budgetd.release(admission.reservation_id)
+        except ShimError as error:
+            # The hold expires after its TTL anyway; the customer is only blocked until then.
+            log.error(
+                "could not release a reservation: %s",
+                error.message,
+                extra={"fields": {"reservation_id": admission.reservation_id}},
+            )
+
+    def in_background(self, work: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
+        """Run ``work`` to completion even if the request that started it is cancelled.
+
+        Settling a cut-off stream happens here: the request's task may be cancelled by the
+        client's disconnect, and a charge must not be cancelled with it. The task is kept
+        referenced until done, and ``drain`` awaits the rest at shutdown.
+        """
+        task = asyncio.get_running_loop().create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    async def drain(self, timeout: float = 10.0) -> None:
+        """Wait for background settlements (at shutdown)."""
+        if self._tasks:
+            await asyncio.wait(set(self._tasks), timeout=timeout)

@@ -1,0 +1,1 @@
+"""HTTP routes of the shim, one module per area of LiteLLM's API."""

@@ -1,0 +1,45 @@
+"""The objects every route shares, built once by ``app.create_app`` and kept on ``app.state``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated
+
+import httpx
+from fastapi import Depends, Request
+
+from proxy_shim.budgetd_client import BudgetdClient
+from proxy_shim.config import ShimConfig
+from proxy_shim.gate import Gate
+from proxy_shim.keys import KeyRing
+from proxy_shim.settings import ShimSettings
+
+
+@dataclass
+class ShimState:
+    """Long-lived resources: one gRPC channel and one pooled HTTP client per process."""
+
+    settings: ShimSettings
+    config: ShimConfig
+    keys: KeyRing
+    budgetd: BudgetdClient
+    gate: Gate
+    http: httpx.AsyncClient
+
+
+def shim_state(request: Request) -> ShimState:
+    """The shared state, as a FastAPI dependency."""
+    state: ShimState = request.app.state.shim
+    return state
+
+
+def admin_state(request: Request) -> ShimState:
+    """The shared state, for routes that need the master key."""
+    state = shim_state(request)
+    state.keys.require(request, admin=True)
+    return state
+
+
+# Dependency-typed parameters for routes.
+Shared = Annotated[ShimState, Depends(shim_state)]
+Admin = Annotated[ShimState, Depends(admin_state)]
