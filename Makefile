@@ -19,7 +19,7 @@ test: $(VENV)/.installed
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/mypy budgetd
+	$(VENV)/bin/mypy
 	PYTHON=$(PY) scripts/gen-protos --check
 	npx --yes @bufbuild/buf@1.75.0 lint
 

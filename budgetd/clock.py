@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Protocol
 
 
@@ -20,6 +21,21 @@ class SystemClock:
     def now_us(self) -> int:
         """Wall-clock time in microseconds."""
         return time.time_ns() // 1000
+
+
+class FileClock:
+    """Time read from a file holding integer microseconds since the epoch.
+
+    For end-to-end tests only (``BUDGETD_CLOCK_FILE``): it lets a test move the clock of real
+    budgetd processes across a window boundary instead of sleeping until it.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self._path = path
+
+    def now_us(self) -> int:
+        """The time the file says."""
+        return int(self._path.read_text().strip())
 
 
 class ManualClock:

@@ -43,3 +43,34 @@ class Settings(BaseSettings):
         10.0, ge=0, description="How long SIGTERM waits for in-flight calls"
     )
     log_level: str = Field("INFO", description="Python logging level")
+    default_budget_id: str | None = Field(
+        None, description="Tier that customers created on first use are put on"
+    )
+    time_zone: str = Field(
+        "UTC", description="Zone of calendar-aligned windows when a budget names none"
+    )
+    soft_budget_webhook_url: str | None = Field(
+        None, description="URL that soft-budget alerts are POSTed to (JSON); unset disables"
+    )
+    clock_file: Path | None = Field(
+        None, description="TESTS ONLY: read the current time from this file (microseconds)"
+    )
+    alert_interval_seconds: float = Field(
+        1.0, gt=0, description="How often pending alerts are sent"
+    )
+
+    # -- Envoy ext_authz / ext_proc (budgetd.envoy) ------------------------------------------
+    envoy_customer_headers: str = Field(
+        "x-litellm-customer-id,x-litellm-end-user-id",
+        description="Comma-separated request headers naming the customer, first match wins; "
+        "then the JSON body's user, then metadata.user_id",
+    )
+    envoy_require_customer: bool = Field(
+        True, description="Refuse (400) calls naming no customer; false lets them pass unmetered"
+    )
+    envoy_default_estimate_nanos: int = Field(
+        50_000_000, ge=0, description="Hold taken for a call whose model Envoy did not show"
+    )
+    envoy_stream_include_usage: bool = Field(
+        True, description="ext_proc asks streamed chat calls for a final usage chunk"
+    )

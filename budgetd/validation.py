@@ -19,6 +19,7 @@ DEFAULT_PAGE_SIZE = 100
 MAX_PAGE_SIZE = 1000
 REGIONS = frozenset({"eu", "us"})
 _DURATION = re.compile(r"^[1-9][0-9]{0,5}(s|m|h|d|mo)$")
+MAX_DURATION_MONTHS = 1200
 
 
 def require_id(value: str, field: str) -> str:
@@ -64,6 +65,9 @@ def check_duration(value: str, field: str) -> str:
     """A LiteLLM budget duration ("30s", "30m", "30h", "1d", "1mo") or empty."""
     if value and not _DURATION.match(value):
         raise InvalidArgument(field, f"must look like 30s, 30m, 30h, 1d or 1mo, got {value[:40]!r}")
+    if value.endswith("mo") and int(value[:-2]) > MAX_DURATION_MONTHS:
+        # Longer windows end past the calendar datetime can compute (year 9999).
+        raise InvalidArgument(field, f"must be at most {MAX_DURATION_MONTHS}mo, got {value!r}")
     return value
 
 

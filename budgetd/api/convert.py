@@ -47,8 +47,18 @@ def _opt(message: Any, name: str) -> Any:
 # -- to the domain ---------------------------------------------------------------------------
 
 
+_ALIGNMENTS = {
+    res.WINDOW_ALIGNMENT_UNSPECIFIED: "",
+    res.WINDOW_ALIGNMENT_ANNIVERSARY: "anniversary",
+    res.WINDOW_ALIGNMENT_CALENDAR: "calendar",
+}
+_ALIGNMENT_VALUES = {name: value for value, name in _ALIGNMENTS.items()}
+
+
 def limits_from_proto(message: res.BudgetLimits) -> BudgetLimits:
     """Domain limits from a BudgetLimits message."""
+    if message.window_alignment not in _ALIGNMENTS:
+        raise InvalidArgument("limits.window_alignment", "is not a known alignment")
     return BudgetLimits(
         **{name: _opt(message, name) for name in _LIMIT_OPTIONALS},
         budget_duration=message.budget_duration,
@@ -61,6 +71,9 @@ def limits_from_proto(message: res.BudgetLimits) -> BudgetLimits:
             )
             for model, cap in message.model_max_budget.items()
         },
+        window_alignment=_ALIGNMENTS[message.window_alignment],
+        time_zone=message.time_zone,
+        allowed_models=tuple(message.allowed_models),
     )
 
 
@@ -135,7 +148,12 @@ def _limit_field(path: str) -> str:
 
 def limits_to_proto(limits: BudgetLimits) -> res.BudgetLimits:
     """A BudgetLimits message from domain limits."""
-    message = res.BudgetLimits(budget_duration=limits.budget_duration)
+    message = res.BudgetLimits(
+        budget_duration=limits.budget_duration,
+        window_alignment=_ALIGNMENT_VALUES[limits.window_alignment],
+        time_zone=limits.time_zone,
+        allowed_models=limits.allowed_models,
+    )
     for name in _LIMIT_OPTIONALS:
         value = getattr(limits, name)
         if value is not None:
@@ -182,6 +200,11 @@ def customer_to_proto(customer: Customer) -> res.Customer:
         message.limits.CopyFrom(limits_to_proto(customer.own_limits))
     message.create_time.FromMicroseconds(customer.created_us)
     message.update_time.FromMicroseconds(customer.updated_us)
+    message.soft_budget_exceeded = customer.soft_budget_exceeded
+    if customer.window_start_us is not None:
+        message.window_start_time.FromMicroseconds(customer.window_start_us)
+    if customer.window_end_us is not None:
+        message.window_end_time.FromMicroseconds(customer.window_end_us)
     return message
 
 
@@ -200,6 +223,8 @@ def entry_to_proto(entry: LedgerEntry) -> res.LedgerEntry:
         spend_after_nanos=entry.spend_after_nanos,
     )
     message.create_time.FromMicroseconds(entry.created_us)
+    if entry.window_start_us is not None:
+        message.window_start_time.FromMicroseconds(entry.window_start_us)
     return message
 
 
@@ -212,6 +237,7 @@ def decision_to_proto(decision: Decision) -> spend_pb.AuthorizeResponse:
         held_nanos=decision.held_nanos,
         spend_nanos=decision.spend_nanos,
         reserved_nanos=decision.reserved_nanos,
+        model=decision.model,
     )
     if decision.denial_reason is not None:
         message.denial_reason = _DENIALS[decision.denial_reason]
@@ -223,6 +249,8 @@ def decision_to_proto(decision: Decision) -> spend_pb.AuthorizeResponse:
         message.reservation_expire_time.FromMicroseconds(decision.reservation_expire_us)
     if decision.retry_after_us is not None:
         message.retry_after.FromMicroseconds(decision.retry_after_us)
+    if decision.window_end_us is not None:
+        message.window_end_time.FromMicroseconds(decision.window_end_us)
     return message
 
 

@@ -36,6 +36,7 @@ class SpendServicer(pb_grpc.SpendServiceServicer):
                 max_output_tokens=_opt(request, "max_output_tokens"),
                 estimated_cost_nanos=_opt(request, "estimated_cost_nanos"),
                 request_id=request.request_id,
+                model_region=request.model_region,
             )
         )
         DECISIONS.labels(decision.denial_reason.name if decision.denial_reason else "ALLOWED").inc()
@@ -80,6 +81,10 @@ class SpendServicer(pb_grpc.SpendServiceServicer):
             response.max_budget_nanos = summary.max_budget_nanos
         if summary.remaining_nanos is not None:
             response.remaining_nanos = summary.remaining_nanos
+        if summary.window_start_us is not None:
+            response.window_start_time.FromMicroseconds(summary.window_start_us)
+        if summary.window_end_us is not None:
+            response.window_end_time.FromMicroseconds(summary.window_end_us)
         return response
 
     def ListLedgerEntries(

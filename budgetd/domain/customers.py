@@ -12,6 +12,7 @@ from sqlalchemy import Connection
 from sqlalchemy import exc as sa_exc
 
 from budgetd.clock import Clock
+from budgetd.domain.accounts import as_of, window_rule
 from budgetd.domain.limits import LimitsPatch, check_limits
 from budgetd.domain.paging import decode_token, encode_token
 from budgetd.domain.records import BudgetLimits, Customer, Page
@@ -68,9 +69,10 @@ class CustomerChanges:
 class CustomerService:
     """Create, read, change, block and delete customers."""
 
-    def __init__(self, db: Database, clock: Clock) -> None:
+    def __init__(self, db: Database, clock: Clock, time_zone: str = "UTC") -> None:
         self._db = db
         self._clock = clock
+        self._zone = time_zone
         self._customers = CustomerRepository()
         self._budgets = BudgetRepository()
 
@@ -112,10 +114,10 @@ class CustomerService:
                     and first
                     and self._customers.create_request_id(conn, user_id) == request
                 ):
-                    return first
+                    return self._current(first)
             raise AlreadyExists(f"customer {user_id!r} already exists") from exc
         assert created is not None
-        return created
+        return self._current(created)
 
     def get(self, user_id: str) -> Customer:
         """A customer with its spend and limits."""
@@ -124,7 +126,7 @@ class CustomerService:
             customer = self._customers.get(conn, user_id)
         if customer is None:
             raise NotFound(f"customer {user_id!r} not found")
-        return customer
+        return self._current(customer)
 
     def update(self, user_id: str, changes: CustomerChanges) -> Customer:
         """Apply exactly the given changes; ``blocked=False`` or a 0 budget are set as given."""
@@ -161,7 +163,7 @@ class CustomerService:
                 self._budgets.delete(conn, private)
             updated = self._customers.get(conn, user_id)
         assert updated is not None
-        return updated
+        return self._current(updated)
 
     def delete(self, user_ids: Sequence[str]) -> int:
         """Delete all the named customers, or none if any is unknown. Ledger entries stay."""
@@ -179,7 +181,8 @@ class CustomerService:
         with self._db.write() as conn:
             self._require_all(conn, ids)
             self._customers.update(conn, ids, {"blocked": blocked}, now_us=self._clock.now_us())
-            return self._customers.get_many(conn, ids)
+            customers = self._customers.get_many(conn, ids)
+        return [self._current(c) for c in customers]
 
     def list(self, page_size: int, page_token: str, budget_id: str = "") -> Page[Customer]:
         """Customers ordered by user_id, optionally only those on one tier."""
@@ -189,8 +192,14 @@ class CustomerService:
         with self._db.read() as conn:
             items = self._customers.list(conn, str(after or ""), size + 1, tier)
         more = len(items) > size
-        items = items[:size]
+        items = [self._current(c) for c in items[:size]]
         return Page(items, encode_token(items[-1].user_id) if more else "")
+
+    def _current(self, customer: Customer) -> Customer:
+        """The customer as of now: after its window ended, nothing is spent or reserved."""
+        limits = customer.effective_limits
+        rule = window_rule(limits.budget_duration, limits, self._zone)
+        return as_of(customer, rule, self._clock.now_us())
 
     def _create_private(self, conn: Connection, limits: BudgetLimits, now: int) -> str:
         budget_id = PRIVATE_BUDGET_PREFIX + uuid.uuid4().hex

@@ -7,8 +7,11 @@ from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 
 from budgetd.domain.records import BudgetLimits, ModelBudget
+from budgetd.domain.windows import zone
 from budgetd.errors import InvalidArgument
 from budgetd.validation import check_count, check_duration, check_nanos, require_id
+
+ALIGNMENTS = frozenset({"", "anniversary", "calendar"})
 
 LIMIT_FIELDS = frozenset(f.name for f in dataclasses.fields(BudgetLimits))
 
@@ -26,6 +29,12 @@ def check_limits(limits: BudgetLimits, prefix: str) -> BudgetLimits:
     check_duration(limits.budget_duration, f"{prefix}.budget_duration")
     for model, cap in limits.model_max_budget.items():
         _check_model_budget(model, cap, f"{prefix}.model_max_budget")
+    if limits.window_alignment not in ALIGNMENTS:
+        raise InvalidArgument(f"{prefix}.window_alignment", "must be 'anniversary' or 'calendar'")
+    if limits.time_zone:
+        zone(limits.time_zone, f"{prefix}.time_zone")
+    for index, model in enumerate(limits.allowed_models):
+        require_id(model, f"{prefix}.allowed_models[{index}]")
     return limits
 
 

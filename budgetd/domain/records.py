@@ -31,6 +31,9 @@ class BudgetLimits:
     max_parallel_requests: int | None = None
     budget_duration: str = ""
     model_max_budget: Mapping[str, ModelBudget] = field(default_factory=dict)
+    window_alignment: str = ""  # "anniversary" (also when empty) or "calendar"
+    time_zone: str = ""  # empty: the server's BUDGETD_TIME_ZONE
+    allowed_models: tuple[str, ...] = ()  # empty: every model
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +64,15 @@ class Customer:
     metadata: Mapping[str, Any]
     created_us: int
     updated_us: int
+    window_start_us: int | None = None
+    window_end_us: int | None = None
+    window_anchor_us: int | None = None
+
+    @property
+    def soft_budget_exceeded(self) -> bool:
+        """Spend has reached the soft budget in the current window."""
+        soft = self.effective_limits.soft_budget_nanos
+        return soft is not None and self.spend_nanos >= soft
 
     @property
     def max_budget_nanos(self) -> int | None:
@@ -97,6 +109,8 @@ class Decision:
     max_budget_nanos: int | None
     reservation_expire_us: int | None = None
     retry_after_us: int | None = None
+    model: str = ""
+    window_end_us: int | None = None
 
     @property
     def remaining_nanos(self) -> int | None:
@@ -119,6 +133,7 @@ class LedgerEntry:
     cost_nanos: int
     spend_after_nanos: int
     created_us: int
+    window_start_us: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,6 +159,8 @@ class SpendSummary:
     reserved_nanos: int
     max_budget_nanos: int | None
     ledger_entry_count: int
+    window_start_us: int | None = None
+    window_end_us: int | None = None
 
     @property
     def remaining_nanos(self) -> int | None:

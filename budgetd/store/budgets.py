@@ -33,6 +33,9 @@ def limits_to_columns(limits: BudgetLimits) -> dict[str, Any]:
             },
             separators=(",", ":"),
         ),
+        "window_alignment": limits.window_alignment,
+        "time_zone": limits.time_zone,
+        "allowed_models": json.dumps(list(limits.allowed_models)),
     }
 
 
@@ -47,6 +50,9 @@ def limits_from_row(row: Mapping[Any, Any]) -> BudgetLimits:
         max_parallel_requests=row["max_parallel_requests"],
         budget_duration=row["budget_duration"] or "",
         model_max_budget={model: ModelBudget(**cap) for model, cap in raw_caps.items()},
+        window_alignment=row["window_alignment"] or "",
+        time_zone=row["time_zone"] or "",
+        allowed_models=tuple(json.loads(row["allowed_models"] or "[]")),
     )
 
 
@@ -58,6 +64,9 @@ LIMIT_COLUMNS = (
     budgets.c.max_parallel_requests,
     budgets.c.budget_duration,
     budgets.c.model_max_budget,
+    budgets.c.window_alignment,
+    budgets.c.time_zone,
+    budgets.c.allowed_models,
 )
 
 _customer_count = (

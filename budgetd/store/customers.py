@@ -1,49 +1,63 @@
-"""Repository of customers, including the atomic reserve and charge statements."""
+"""Repository of customers: management reads and writes, and the locked account of a call."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, Row, and_, delete, insert, or_, select, update
+from sqlalchemy import Connection, Row, bindparam, delete, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
+from budgetd.domain.accounts import Account
 from budgetd.domain.records import BudgetLimits, Customer
 from budgetd.store.budgets import LIMIT_COLUMNS, limits_from_row
 from budgetd.store.schema import budgets, customers
 
+_CUSTOMER_JOIN = customers.outerjoin(budgets, customers.c.budget_id == budgets.c.budget_id)
+_SELECT_ACCOUNT = select(
+    customers.c.id,
+    customers.c.user_id,
+    customers.c.blocked,
+    customers.c.budget_id,
+    customers.c.spend_nanos,
+    customers.c.reserved_nanos,
+    customers.c.open_holds,
+    customers.c.window_start_us,
+    customers.c.window_end_us,
+    customers.c.window_anchor_us,
+    customers.c.soft_alert_window_us,
+    customers.c.allowed_model_region,
+    customers.c.default_model,
+    *LIMIT_COLUMNS,
+).select_from(_CUSTOMER_JOIN)
+# The hot path's statements are built once with bind parameters: building them per call
+# (coercing literals, computing cache keys) cost more than running them.
+_READ_BY_USER = _SELECT_ACCOUNT.where(customers.c.user_id == bindparam("user_id"))
+_READ_BY_PK = _SELECT_ACCOUNT.where(customers.c.id == bindparam("customer_pk"))
+_LOCK_BY_USER = _READ_BY_USER.with_for_update(of=customers)
+_LOCK_BY_PK = _READ_BY_PK.with_for_update(of=customers)
+_SAVE_ACCOUNT = (
+    update(customers)
+    .where(customers.c.id == bindparam("pk"))
+    .values(
+        {
+            name: bindparam(name)
+            for name in (
+                "spend_nanos",
+                "reserved_nanos",
+                "open_holds",
+                "window_start_us",
+                "window_end_us",
+                "window_anchor_us",
+                "soft_alert_window_us",
+            )
+        }
+    )
+)
 _SELECT_CUSTOMER = select(customers, budgets.c.is_private, *LIMIT_COLUMNS).select_from(
     customers.outerjoin(budgets, customers.c.budget_id == budgets.c.budget_id)
 )
-
-# The budget in force for the customer row being updated: NULL when it has none.
-_MAX_BUDGET = (
-    select(budgets.c.max_budget_nanos)
-    .where(budgets.c.budget_id == customers.c.budget_id)
-    .scalar_subquery()
-)
-
-
-@dataclass(frozen=True, slots=True)
-class Balance:
-    """A customer's money state as one statement left it."""
-
-    customer_pk: int
-    user_id: str
-    spend_nanos: int
-    reserved_nanos: int
-    max_budget_nanos: int | None
-
-
-@dataclass(frozen=True, slots=True)
-class Standing:
-    """What Authorize needs to explain a refusal."""
-
-    customer_pk: int
-    blocked: bool
-    balance: Balance
 
 
 def _customer(row: Row[Any]) -> Customer:
@@ -65,18 +79,10 @@ def _customer(row: Row[Any]) -> Customer:
         metadata=json.loads(m["metadata_json"]),
         created_us=m["created_us"],
         updated_us=m["updated_us"],
+        window_start_us=m["window_start_us"],
+        window_end_us=m["window_end_us"],
+        window_anchor_us=m["window_anchor_us"],
     )
-
-
-def _balance(conn: Connection, row: Any) -> Balance:
-    # The budget is read by its own statement: SQLite renders RETURNING without table names,
-    # so a correlated subquery there would compare budgets.budget_id with itself.
-    max_budget = None
-    if row[4] is not None:
-        max_budget = conn.execute(
-            select(budgets.c.max_budget_nanos).where(budgets.c.budget_id == row[4])
-        ).scalar_one_or_none()
-    return Balance(row[0], row[1], row[2], row[3], max_budget)
 
 
 class CustomerRepository:
@@ -86,12 +92,14 @@ class CustomerRepository:
         """Insert a customer; raises IntegrityError when the user_id is taken."""
         conn.execute(insert(customers).values(created_us=now_us, updated_us=now_us, **values))
 
-    def insert_if_absent(self, conn: Connection, user_id: str, *, now_us: int) -> None:
+    def insert_if_absent(
+        self, conn: Connection, user_id: str, *, budget_id: str | None, now_us: int
+    ) -> None:
         """Create a customer on first use; a concurrent creator wins silently."""
         dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
         conn.execute(
             dialect.insert(customers)
-            .values(user_id=user_id, created_us=now_us, updated_us=now_us)
+            .values(user_id=user_id, budget_id=budget_id, created_us=now_us, updated_us=now_us)
             .on_conflict_do_nothing(index_elements=[customers.c.user_id])
         )
 
@@ -150,57 +158,58 @@ class CustomerRepository:
         rows = conn.execute(stmt.order_by(customers.c.user_id).limit(limit)).all()
         return [_customer(row) for row in rows]
 
-    def reserve(self, conn: Connection, user_id: str, amount_nanos: int) -> Balance | None:
-        """Add a hold to the customer's reservations iff it fits its budget and it is not
-        blocked; None otherwise.
+    def lock(
+        self,
+        conn: Connection,
+        *,
+        user_id: str | None = None,
+        customer_pk: int | None = None,
+        for_update: bool = True,
+    ) -> Account | None:
+        """Load a customer's account and hold its row lock until the transaction ends.
 
-        The check and the increment are one UPDATE, so the database decides atomically: on
-        PostgreSQL a concurrent reserve waits for the row lock and re-checks the new values.
+        ``FOR UPDATE`` on PostgreSQL; SQLite's write transaction already excludes other writers.
+        With ``for_update=False``, a plain read for reporting.
         """
-        row = conn.execute(
-            update(customers)
-            .where(
-                customers.c.user_id == user_id,
-                customers.c.blocked.is_(False),
-                or_(
-                    _MAX_BUDGET.is_(None),
-                    and_(
-                        # A max_budget of 0 denies every call, a zero estimate included.
-                        _MAX_BUDGET > 0,
-                        customers.c.spend_nanos + customers.c.reserved_nanos + amount_nanos
-                        <= _MAX_BUDGET,
-                    ),
-                ),
-            )
-            .values(reserved_nanos=customers.c.reserved_nanos + amount_nanos)
-            .returning(
-                customers.c.id,
-                customers.c.user_id,
-                customers.c.spend_nanos,
-                customers.c.reserved_nanos,
-                customers.c.budget_id,
-            )
-        ).one_or_none()
-        return _balance(conn, row) if row else None
-
-    def standing(self, conn: Connection, user_id: str) -> Standing | None:
-        """The customer's state, to explain why a reserve did not fit."""
-        row = conn.execute(
-            select(
-                customers.c.id,
-                customers.c.user_id,
-                customers.c.spend_nanos,
-                customers.c.reserved_nanos,
-                _MAX_BUDGET,
-                customers.c.blocked,
-            ).where(customers.c.user_id == user_id)
-        ).one_or_none()
+        if user_id is not None:
+            stmt = _LOCK_BY_USER if for_update else _READ_BY_USER
+            row = conn.execute(stmt, {"user_id": user_id}).one_or_none()
+        else:
+            stmt = _LOCK_BY_PK if for_update else _READ_BY_PK
+            row = conn.execute(stmt, {"customer_pk": customer_pk}).one_or_none()
         if row is None:
             return None
-        return Standing(
-            customer_pk=row[0],
-            blocked=row[5],
-            balance=Balance(row[0], row[1], row[2], row[3], row[4]),
+        m = row._mapping
+        return Account(
+            customer_pk=m["id"],
+            user_id=m["user_id"],
+            blocked=m["blocked"],
+            spend_nanos=m["spend_nanos"],
+            reserved_nanos=m["reserved_nanos"],
+            open_holds=m["open_holds"],
+            window_start_us=m["window_start_us"],
+            window_end_us=m["window_end_us"],
+            window_anchor_us=m["window_anchor_us"],
+            soft_alert_window_us=m["soft_alert_window_us"],
+            allowed_model_region=m["allowed_model_region"],
+            default_model=m["default_model"],
+            limits=limits_from_row(m) if m["budget_id"] is not None else BudgetLimits(),
+        )
+
+    def save(self, conn: Connection, account: Account) -> None:
+        """Write back the counters of a locked account."""
+        conn.execute(
+            _SAVE_ACCOUNT,
+            {
+                "pk": account.customer_pk,
+                "spend_nanos": account.spend_nanos,
+                "reserved_nanos": account.reserved_nanos,
+                "open_holds": account.open_holds,
+                "window_start_us": account.window_start_us,
+                "window_end_us": account.window_end_us,
+                "window_anchor_us": account.window_anchor_us,
+                "soft_alert_window_us": account.soft_alert_window_us,
+            },
         )
 
     def pk_of(self, conn: Connection, user_id: str) -> int | None:
@@ -208,24 +217,3 @@ class CustomerRepository:
         return conn.execute(
             select(customers.c.id).where(customers.c.user_id == user_id)
         ).scalar_one_or_none()
-
-    def apply(
-        self, conn: Connection, customer_pk: int, *, charge_nanos: int, release_nanos: int
-    ) -> Balance:
-        """Add a charge to spend and take a released hold off reservations, atomically."""
-        row = conn.execute(
-            update(customers)
-            .where(customers.c.id == customer_pk)
-            .values(
-                spend_nanos=customers.c.spend_nanos + charge_nanos,
-                reserved_nanos=customers.c.reserved_nanos - release_nanos,
-            )
-            .returning(
-                customers.c.id,
-                customers.c.user_id,
-                customers.c.spend_nanos,
-                customers.c.reserved_nanos,
-                customers.c.budget_id,
-            )
-        ).one()
-        return _balance(conn, row)

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import Connection, func, insert, select, update
+from sqlalchemy import Connection, bindparam, func, insert, select, update
 
 from budgetd.store.schema import HOLD_EXPIRED, HOLD_OPEN, holds
 
@@ -21,10 +22,14 @@ class Hold:
     state: str
     created_us: int
     expires_us: int
+    window_start_us: int | None = None
+    model_window_start_us: int | None = None
+    tokens: int = 0
+    rate_second: int | None = None
 
 
-def _hold(row: object) -> Hold:
-    return Hold(*row)  # type: ignore[misc]
+def _hold(row: Any) -> Hold:
+    return Hold(**{name: row._mapping[name] for name in Hold.__slots__})
 
 
 _SELECT_HOLD = select(
@@ -36,7 +41,15 @@ _SELECT_HOLD = select(
     holds.c.state,
     holds.c.created_us,
     holds.c.expires_us,
+    holds.c.window_start_us,
+    holds.c.model_window_start_us,
+    holds.c.tokens,
+    holds.c.rate_second,
 )
+
+
+# Built once with bind parameters: it runs on every admitted call.
+_INSERT_HOLD = insert(holds).values({name: bindparam(name) for name in Hold.__slots__})
 
 
 class HoldRepository:
@@ -44,18 +57,7 @@ class HoldRepository:
 
     def insert(self, conn: Connection, hold: Hold) -> None:
         """Store an open hold; IntegrityError when (customer, request_id) was seen before."""
-        conn.execute(
-            insert(holds).values(
-                hold_id=hold.hold_id,
-                customer_pk=hold.customer_pk,
-                request_id=hold.request_id,
-                model=hold.model,
-                amount_nanos=hold.amount_nanos,
-                state=hold.state,
-                created_us=hold.created_us,
-                expires_us=hold.expires_us,
-            )
-        )
+        conn.execute(_INSERT_HOLD, {name: getattr(hold, name) for name in Hold.__slots__})
 
     def get(self, conn: Connection, hold_id: str) -> Hold | None:
         """A hold by id."""
@@ -84,8 +86,8 @@ class HoldRepository:
         ).one_or_none()
         return _hold(row) if row else None
 
-    def expire(self, conn: Connection, customer_pk: int, *, now_us: int) -> int:
-        """Expire a customer's open holds past their time; returns the amount they held."""
+    def expire(self, conn: Connection, customer_pk: int, *, now_us: int) -> list[Hold]:
+        """Expire a customer's open holds past their time; returns them."""
         rows = conn.execute(
             update(holds)
             .where(
@@ -94,9 +96,9 @@ class HoldRepository:
                 holds.c.expires_us <= now_us,
             )
             .values(state=HOLD_EXPIRED, closed_us=now_us)
-            .returning(holds.c.amount_nanos)
+            .returning(*_SELECT_HOLD.selected_columns)
         ).all()
-        return sum(row[0] for row in rows)
+        return [_hold(row) for row in rows]
 
     def customers_with_expired(self, conn: Connection, *, now_us: int, limit: int) -> list[int]:
         """Customers that have open holds past their time."""

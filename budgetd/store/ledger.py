@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
@@ -22,6 +23,7 @@ _SELECT_ENTRY = select(
     ledger.c.cost_nanos,
     ledger.c.spend_after_nanos,
     ledger.c.created_us,
+    ledger.c.window_start_us,
 )
 
 
@@ -48,22 +50,11 @@ class LedgerRepository:
                 cost_nanos=entry.cost_nanos,
                 spend_after_nanos=entry.spend_after_nanos,
                 created_us=entry.created_us,
+                window_start_us=entry.window_start_us,
             )
             .returning(ledger.c.entry_id)
         ).scalar_one()
-        return LedgerEntry(
-            entry_id,
-            entry.user_id,
-            entry.request_id,
-            entry.reservation_id,
-            entry.model,
-            entry.input_tokens,
-            entry.output_tokens,
-            entry.cached_input_tokens,
-            entry.cost_nanos,
-            entry.spend_after_nanos,
-            entry.created_us,
-        )
+        return dataclasses.replace(entry, entry_id=entry_id)
 
     def get_by_request(self, conn: Connection, request_id: str) -> tuple[int, LedgerEntry] | None:
         """(customer_pk, entry) recorded for a request_id."""
@@ -84,11 +75,10 @@ class LedgerRepository:
         rows = conn.execute(stmt.order_by(ledger.c.entry_id.desc()).limit(limit)).all()
         return [_entry(row._mapping) for row in rows]
 
-    def totals(self, conn: Connection, customer_pk: int) -> tuple[int, int]:
-        """(entry count, sum of costs) of a customer."""
-        row = conn.execute(
-            select(func.count(), func.coalesce(func.sum(ledger.c.cost_nanos), 0)).where(
-                ledger.c.customer_pk == customer_pk
-            )
-        ).one()
-        return int(row[0]), int(row[1])
+    def count(self, conn: Connection, customer_pk: int) -> int:
+        """How many entries a customer has, in every window."""
+        return int(
+            conn.execute(
+                select(func.count()).where(ledger.c.customer_pk == customer_pk)
+            ).scalar_one()
+        )

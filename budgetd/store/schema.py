@@ -14,10 +14,12 @@ from sqlalchemy import (
     Index,
     Integer,
     MetaData,
+    PrimaryKeyConstraint,
     String,
     Table,
     Text,
     UniqueConstraint,
+    text,
 )
 
 # Names for constraints so migrations can refer to them on every backend.
@@ -47,6 +49,9 @@ budgets = Table(
     Column("max_parallel_requests", BigInteger),
     Column("budget_duration", String(16), nullable=False, default=""),
     Column("model_max_budget", Text, nullable=False, default="{}"),  # JSON
+    Column("window_alignment", String(16), nullable=False, default="", server_default=text("''")),
+    Column("time_zone", String(64), nullable=False, default="", server_default=text("''")),
+    Column("allowed_models", Text, nullable=False, default="[]", server_default=text("'[]'")),
     Column("create_request_id", String(ID_LENGTH)),
     Column("created_us", BigInteger, nullable=False),
     Column("updated_us", BigInteger, nullable=False),
@@ -73,6 +78,15 @@ customers = Table(
     Column("spend_nanos", BigInteger, nullable=False, default=0),
     # Sum of this customer's open holds, kept beside spend so Authorize is one conditional UPDATE.
     Column("reserved_nanos", BigInteger, nullable=False, default=0),
+    # Unsettled reservations: the calls in flight, for max_parallel_requests.
+    Column("open_holds", BigInteger, nullable=False, default=0, server_default=text("0")),
+    # The budget window spend counts in; NULL when the budget never resets. The anchor of
+    # anniversary windows is the customer's first call under a windowed budget.
+    Column("window_start_us", BigInteger),
+    Column("window_end_us", BigInteger),
+    Column("window_anchor_us", BigInteger),
+    # The window in which the soft-budget alert fired, so it fires once per window.
+    Column("soft_alert_window_us", BigInteger),
     Column("create_request_id", String(ID_LENGTH)),
     Column("created_us", BigInteger, nullable=False),
     Column("updated_us", BigInteger, nullable=False),
@@ -100,6 +114,11 @@ holds = Table(
     Column("model", String(ID_LENGTH), nullable=False),
     Column("amount_nanos", BigInteger, nullable=False),
     Column("state", String(16), nullable=False),
+    # Where the hold's estimate was counted, so settling corrects the same places.
+    Column("window_start_us", BigInteger),
+    Column("model_window_start_us", BigInteger),
+    Column("tokens", BigInteger, nullable=False, default=0, server_default=text("0")),
+    Column("rate_second", BigInteger),
     Column("created_us", BigInteger, nullable=False),
     Column("expires_us", BigInteger, nullable=False),
     Column("closed_us", BigInteger),
@@ -123,6 +142,60 @@ ledger = Table(
     Column("cached_input_tokens", BigInteger, nullable=False),
     Column("cost_nanos", BigInteger, nullable=False),
     Column("spend_after_nanos", BigInteger, nullable=False),
+    Column("window_start_us", BigInteger),
     Column("created_us", BigInteger, nullable=False),
     Index("ix_ledger_entries_customer", "customer_pk", "entry_id"),
+)
+
+# Requests and tokens per customer (scope "") or per customer and model (scope = model) in
+# one-second buckets: the rolling 60-second rpm/tpm window sums the last 61 of them.
+rate_buckets = Table(
+    "rate_buckets",
+    metadata,
+    Column(
+        "customer_pk",
+        BigInteger,
+        ForeignKey("customers.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("scope", String(ID_LENGTH), nullable=False),
+    Column("second", BigInteger, nullable=False),
+    Column("requests", BigInteger, nullable=False),
+    Column("tokens", BigInteger, nullable=False),
+    PrimaryKeyConstraint("customer_pk", "scope", "second"),
+    Index("ix_rate_buckets_second", "second"),
+)
+
+# Spend of one customer on one model with a model_max_budget cap, in that cap's own window.
+model_spend = Table(
+    "model_spend",
+    metadata,
+    Column(
+        "customer_pk",
+        BigInteger,
+        ForeignKey("customers.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("model", String(ID_LENGTH), nullable=False),
+    Column("spend_nanos", BigInteger, nullable=False, default=0),
+    Column("reserved_nanos", BigInteger, nullable=False, default=0),
+    Column("window_start_us", BigInteger),
+    Column("window_end_us", BigInteger),
+    Column("window_anchor_us", BigInteger),
+    PrimaryKeyConstraint("customer_pk", "model"),
+)
+
+# Soft-budget alerts waiting for delivery: written in the transaction that crossed the
+# threshold, posted to the webhook by a background sender, so the call never waits for it.
+alerts = Table(
+    "alerts",
+    metadata,
+    Column("alert_id", AutoId, primary_key=True, autoincrement=True),
+    Column("kind", String(32), nullable=False),
+    Column("payload", Text, nullable=False),  # JSON
+    Column("created_us", BigInteger, nullable=False),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("next_attempt_us", BigInteger, nullable=False),
+    Column("delivered_us", BigInteger),
+    Index("ix_alerts_pending", "delivered_us", "next_attempt_us"),
 )

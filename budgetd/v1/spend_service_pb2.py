@@ -27,7 +27,7 @@ from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1e\x62udgetd/v1/spend_service.proto\x12\nbudgetd.v1\x1a\x1a\x62udgetd/v1/resources.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"Q\n\x05Usage\x12\x14\n\x0cinput_tokens\x18\x01 \x01(\x03\x12\x15\n\routput_tokens\x18\x02 \x01(\x03\x12\x1b\n\x13\x63\x61\x63hed_input_tokens\x18\x03 \x01(\x03\"\x9c\x02\n\x10\x41uthorizeRequest\x12\x13\n\x0b\x63ustomer_id\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12\x19\n\x0cinput_tokens\x18\x03 \x01(\x03H\x00\x88\x01\x01\x12\x1d\n\x10input_characters\x18\x04 \x01(\x03H\x01\x88\x01\x01\x12\x1e\n\x11max_output_tokens\x18\x05 \x01(\x03H\x02\x88\x01\x01\x12!\n\x14\x65stimated_cost_nanos\x18\x06 \x01(\x03H\x03\x88\x01\x01\x12\x12\n\nrequest_id\x18\x07 \x01(\tB\x0f\n\r_input_tokensB\x13\n\x11_input_charactersB\x14\n\x12_max_output_tokensB\x17\n\x15_estimated_cost_nanos\"\x92\x03\n\x11\x41uthorizeResponse\x12\x0f\n\x07\x61llowed\x18\x01 \x01(\x08\x12/\n\rdenial_reason\x18\x02 \x01(\x0e\x32\x18.budgetd.v1.DenialReason\x12\x0f\n\x07message\x18\x03 \x01(\t\x12\x16\n\x0ereservation_id\x18\x04 \x01(\t\x12\x12\n\nheld_nanos\x18\x05 \x01(\x03\x12\x13\n\x0bspend_nanos\x18\x06 \x01(\x03\x12\x16\n\x0ereserved_nanos\x18\x07 \x01(\x03\x12\x1d\n\x10max_budget_nanos\x18\x08 \x01(\x03H\x00\x88\x01\x01\x12\x1c\n\x0fremaining_nanos\x18\t \x01(\x03H\x01\x88\x01\x01\x12;\n\x17reservation_expire_time\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\x0bretry_after\x18\x0b \x01(\x0b\x32\x19.google.protobuf.DurationB\x13\n\x11_max_budget_nanosB\x12\n\x10_remaining_nanos\"\xae\x01\n\x12RecordSpendRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x13\n\x0b\x63ustomer_id\x18\x02 \x01(\t\x12\x16\n\x0ereservation_id\x18\x03 \x01(\t\x12\r\n\x05model\x18\x04 \x01(\t\x12 \n\x05usage\x18\x05 \x01(\x0b\x32\x11.budgetd.v1.Usage\x12\x17\n\ncost_nanos\x18\x06 \x01(\x03H\x00\x88\x01\x01\x42\r\n\x0b_cost_nanos\"\x9b\x01\n\x13RecordSpendResponse\x12\x15\n\rcharged_nanos\x18\x01 \x01(\x03\x12\x13\n\x0bspend_nanos\x18\x02 \x01(\x03\x12\x1c\n\x0fremaining_nanos\x18\x03 \x01(\x03H\x00\x88\x01\x01\x12&\n\x05\x65ntry\x18\x04 \x01(\x0b\x32\x17.budgetd.v1.LedgerEntryB\x12\n\x10_remaining_nanos\"3\n\x19ReleaseReservationRequest\x12\x16\n\x0ereservation_id\x18\x01 \x01(\t\"4\n\x1aReleaseReservationResponse\x12\x16\n\x0ereleased_nanos\x18\x01 \x01(\x03\"&\n\x0fGetSpendRequest\x12\x13\n\x0b\x63ustomer_id\x18\x01 \x01(\t\"\xd6\x01\n\x10GetSpendResponse\x12\x13\n\x0b\x63ustomer_id\x18\x01 \x01(\t\x12\x13\n\x0bspend_nanos\x18\x02 \x01(\x03\x12\x16\n\x0ereserved_nanos\x18\x03 \x01(\x03\x12\x1d\n\x10max_budget_nanos\x18\x04 \x01(\x03H\x00\x88\x01\x01\x12\x1c\n\x0fremaining_nanos\x18\x05 \x01(\x03H\x01\x88\x01\x01\x12\x1a\n\x12ledger_entry_count\x18\x06 \x01(\x03\x42\x13\n\x11_max_budget_nanosB\x12\n\x10_remaining_nanos\"V\n\x18ListLedgerEntriesRequest\x12\x13\n\x0b\x63ustomer_id\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"^\n\x19ListLedgerEntriesResponse\x12(\n\x07\x65ntries\x18\x01 \x03(\x0b\x32\x17.budgetd.v1.LedgerEntry\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t*\xd2\x01\n\x0c\x44\x65nialReason\x12\x1d\n\x19\x44\x45NIAL_REASON_UNSPECIFIED\x10\x00\x12!\n\x1d\x44\x45NIAL_REASON_BUDGET_EXCEEDED\x10\x01\x12\x19\n\x15\x44\x45NIAL_REASON_BLOCKED\x10\x02\x12\x1e\n\x1a\x44\x45NIAL_REASON_RATE_LIMITED\x10\x03\x12#\n\x1f\x44\x45NIAL_REASON_MODEL_NOT_ALLOWED\x10\x04\x12 \n\x1c\x44\x45NIAL_REASON_PARALLEL_LIMIT\x10\x05\x32\xb6\x03\n\x0cSpendService\x12H\n\tAuthorize\x12\x1c.budgetd.v1.AuthorizeRequest\x1a\x1d.budgetd.v1.AuthorizeResponse\x12N\n\x0bRecordSpend\x12\x1e.budgetd.v1.RecordSpendRequest\x1a\x1f.budgetd.v1.RecordSpendResponse\x12\x63\n\x12ReleaseReservation\x12%.budgetd.v1.ReleaseReservationRequest\x1a&.budgetd.v1.ReleaseReservationResponse\x12\x45\n\x08GetSpend\x12\x1b.budgetd.v1.GetSpendRequest\x1a\x1c.budgetd.v1.GetSpendResponse\x12`\n\x11ListLedgerEntries\x12$.budgetd.v1.ListLedgerEntriesRequest\x1a%.budgetd.v1.ListLedgerEntriesResponseBJ\n\x0e\x64\x65v.budgetd.v1P\x01Z6github.com/budgetd/budgetd/gen/go/budgetd/v1;budgetdv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1e\x62udgetd/v1/spend_service.proto\x12\nbudgetd.v1\x1a\x1a\x62udgetd/v1/resources.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"Q\n\x05Usage\x12\x14\n\x0cinput_tokens\x18\x01 \x01(\x03\x12\x15\n\routput_tokens\x18\x02 \x01(\x03\x12\x1b\n\x13\x63\x61\x63hed_input_tokens\x18\x03 \x01(\x03\"\xb2\x02\n\x10\x41uthorizeRequest\x12\x13\n\x0b\x63ustomer_id\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12\x19\n\x0cinput_tokens\x18\x03 \x01(\x03H\x00\x88\x01\x01\x12\x1d\n\x10input_characters\x18\x04 \x01(\x03H\x01\x88\x01\x01\x12\x1e\n\x11max_output_tokens\x18\x05 \x01(\x03H\x02\x88\x01\x01\x12!\n\x14\x65stimated_cost_nanos\x18\x06 \x01(\x03H\x03\x88\x01\x01\x12\x12\n\nrequest_id\x18\x07 \x01(\t\x12\x14\n\x0cmodel_region\x18\x08 \x01(\tB\x0f\n\r_input_tokensB\x13\n\x11_input_charactersB\x14\n\x12_max_output_tokensB\x17\n\x15_estimated_cost_nanos\"\xd6\x03\n\x11\x41uthorizeResponse\x12\x0f\n\x07\x61llowed\x18\x01 \x01(\x08\x12/\n\rdenial_reason\x18\x02 \x01(\x0e\x32\x18.budgetd.v1.DenialReason\x12\x0f\n\x07message\x18\x03 \x01(\t\x12\x16\n\x0ereservation_id\x18\x04 \x01(\t\x12\x12\n\nheld_nanos\x18\x05 \x01(\x03\x12\x13\n\x0bspend_nanos\x18\x06 \x01(\x03\x12\x16\n\x0ereserved_nanos\x18\x07 \x01(\x03\x12\x1d\n\x10max_budget_nanos\x18\x08 \x01(\x03H\x00\x88\x01\x01\x12\x1c\n\x0fremaining_nanos\x18\t \x01(\x03H\x01\x88\x01\x01\x12;\n\x17reservation_expire_time\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\x0bretry_after\x18\x0b \x01(\x0b\x32\x19.google.protobuf.Duration\x12\r\n\x05model\x18\x0c \x01(\t\x12\x33\n\x0fwindow_end_time\x18\r \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x13\n\x11_max_budget_nanosB\x12\n\x10_remaining_nanos\"\xae\x01\n\x12RecordSpendRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x13\n\x0b\x63ustomer_id\x18\x02 \x01(\t\x12\x16\n\x0ereservation_id\x18\x03 \x01(\t\x12\r\n\x05model\x18\x04 \x01(\t\x12 \n\x05usage\x18\x05 \x01(\x0b\x32\x11.budgetd.v1.Usage\x12\x17\n\ncost_nanos\x18\x06 \x01(\x03H\x00\x88\x01\x01\x42\r\n\x0b_cost_nanos\"\x9b\x01\n\x13RecordSpendResponse\x12\x15\n\rcharged_nanos\x18\x01 \x01(\x03\x12\x13\n\x0bspend_nanos\x18\x02 \x01(\x03\x12\x1c\n\x0fremaining_nanos\x18\x03 \x01(\x03H\x00\x88\x01\x01\x12&\n\x05\x65ntry\x18\x04 \x01(\x0b\x32\x17.budgetd.v1.LedgerEntryB\x12\n\x10_remaining_nanos\"3\n\x19ReleaseReservationRequest\x12\x16\n\x0ereservation_id\x18\x01 \x01(\t\"4\n\x1aReleaseReservationResponse\x12\x16\n\x0ereleased_nanos\x18\x01 \x01(\x03\"&\n\x0fGetSpendRequest\x12\x13\n\x0b\x63ustomer_id\x18\x01 \x01(\t\"\xc2\x02\n\x10GetSpendResponse\x12\x13\n\x0b\x63ustomer_id\x18\x01 \x01(\t\x12\x13\n\x0bspend_nanos\x18\x02 \x01(\x03\x12\x16\n\x0ereserved_nanos\x18\x03 \x01(\x03\x12\x1d\n\x10max_budget_nanos\x18\x04 \x01(\x03H\x00\x88\x01\x01\x12\x1c\n\x0fremaining_nanos\x18\x05 \x01(\x03H\x01\x88\x01\x01\x12\x1a\n\x12ledger_entry_count\x18\x06 \x01(\x03\x12\x35\n\x11window_start_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x33\n\x0fwindow_end_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x13\n\x11_max_budget_nanosB\x12\n\x10_remaining_nanos\"V\n\x18ListLedgerEntriesRequest\x12\x13\n\x0b\x63ustomer_id\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"^\n\x19ListLedgerEntriesResponse\x12(\n\x07\x65ntries\x18\x01 \x03(\x0b\x32\x17.budgetd.v1.LedgerEntry\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t*\xd2\x01\n\x0c\x44\x65nialReason\x12\x1d\n\x19\x44\x45NIAL_REASON_UNSPECIFIED\x10\x00\x12!\n\x1d\x44\x45NIAL_REASON_BUDGET_EXCEEDED\x10\x01\x12\x19\n\x15\x44\x45NIAL_REASON_BLOCKED\x10\x02\x12\x1e\n\x1a\x44\x45NIAL_REASON_RATE_LIMITED\x10\x03\x12#\n\x1f\x44\x45NIAL_REASON_MODEL_NOT_ALLOWED\x10\x04\x12 \n\x1c\x44\x45NIAL_REASON_PARALLEL_LIMIT\x10\x05\x32\xb6\x03\n\x0cSpendService\x12H\n\tAuthorize\x12\x1c.budgetd.v1.AuthorizeRequest\x1a\x1d.budgetd.v1.AuthorizeResponse\x12N\n\x0bRecordSpend\x12\x1e.budgetd.v1.RecordSpendRequest\x1a\x1f.budgetd.v1.RecordSpendResponse\x12\x63\n\x12ReleaseReservation\x12%.budgetd.v1.ReleaseReservationRequest\x1a&.budgetd.v1.ReleaseReservationResponse\x12\x45\n\x08GetSpend\x12\x1b.budgetd.v1.GetSpendRequest\x1a\x1c.budgetd.v1.GetSpendResponse\x12`\n\x11ListLedgerEntries\x12$.budgetd.v1.ListLedgerEntriesRequest\x1a%.budgetd.v1.ListLedgerEntriesResponseBJ\n\x0e\x64\x65v.budgetd.v1P\x01Z6github.com/budgetd/budgetd/gen/go/budgetd/v1;budgetdv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,30 +35,30 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'budgetd.v1.spend_service_pb
 if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'\n\016dev.budgetd.v1P\001Z6github.com/budgetd/budgetd/gen/go/budgetd/v1;budgetdv1'
-  _globals['_DENIALREASON']._serialized_start=1798
-  _globals['_DENIALREASON']._serialized_end=2008
+  _globals['_DENIALREASON']._serialized_start=1996
+  _globals['_DENIALREASON']._serialized_end=2206
   _globals['_USAGE']._serialized_start=139
   _globals['_USAGE']._serialized_end=220
   _globals['_AUTHORIZEREQUEST']._serialized_start=223
-  _globals['_AUTHORIZEREQUEST']._serialized_end=507
-  _globals['_AUTHORIZERESPONSE']._serialized_start=510
-  _globals['_AUTHORIZERESPONSE']._serialized_end=912
-  _globals['_RECORDSPENDREQUEST']._serialized_start=915
-  _globals['_RECORDSPENDREQUEST']._serialized_end=1089
-  _globals['_RECORDSPENDRESPONSE']._serialized_start=1092
-  _globals['_RECORDSPENDRESPONSE']._serialized_end=1247
-  _globals['_RELEASERESERVATIONREQUEST']._serialized_start=1249
-  _globals['_RELEASERESERVATIONREQUEST']._serialized_end=1300
-  _globals['_RELEASERESERVATIONRESPONSE']._serialized_start=1302
-  _globals['_RELEASERESERVATIONRESPONSE']._serialized_end=1354
-  _globals['_GETSPENDREQUEST']._serialized_start=1356
-  _globals['_GETSPENDREQUEST']._serialized_end=1394
-  _globals['_GETSPENDRESPONSE']._serialized_start=1397
-  _globals['_GETSPENDRESPONSE']._serialized_end=1611
-  _globals['_LISTLEDGERENTRIESREQUEST']._serialized_start=1613
-  _globals['_LISTLEDGERENTRIESREQUEST']._serialized_end=1699
-  _globals['_LISTLEDGERENTRIESRESPONSE']._serialized_start=1701
-  _globals['_LISTLEDGERENTRIESRESPONSE']._serialized_end=1795
-  _globals['_SPENDSERVICE']._serialized_start=2011
-  _globals['_SPENDSERVICE']._serialized_end=2449
+  _globals['_AUTHORIZEREQUEST']._serialized_end=529
+  _globals['_AUTHORIZERESPONSE']._serialized_start=532
+  _globals['_AUTHORIZERESPONSE']._serialized_end=1002
+  _globals['_RECORDSPENDREQUEST']._serialized_start=1005
+  _globals['_RECORDSPENDREQUEST']._serialized_end=1179
+  _globals['_RECORDSPENDRESPONSE']._serialized_start=1182
+  _globals['_RECORDSPENDRESPONSE']._serialized_end=1337
+  _globals['_RELEASERESERVATIONREQUEST']._serialized_start=1339
+  _globals['_RELEASERESERVATIONREQUEST']._serialized_end=1390
+  _globals['_RELEASERESERVATIONRESPONSE']._serialized_start=1392
+  _globals['_RELEASERESERVATIONRESPONSE']._serialized_end=1444
+  _globals['_GETSPENDREQUEST']._serialized_start=1446
+  _globals['_GETSPENDREQUEST']._serialized_end=1484
+  _globals['_GETSPENDRESPONSE']._serialized_start=1487
+  _globals['_GETSPENDRESPONSE']._serialized_end=1809
+  _globals['_LISTLEDGERENTRIESREQUEST']._serialized_start=1811
+  _globals['_LISTLEDGERENTRIESREQUEST']._serialized_end=1897
+  _globals['_LISTLEDGERENTRIESRESPONSE']._serialized_start=1899
+  _globals['_LISTLEDGERENTRIESRESPONSE']._serialized_end=1993
+  _globals['_SPENDSERVICE']._serialized_start=2209
+  _globals['_SPENDSERVICE']._serialized_end=2647
 # @@protoc_insertion_point(module_scope)

@@ -38,7 +38,7 @@ class Usage(_message.Message):
     def __init__(self, input_tokens: _Optional[int] = ..., output_tokens: _Optional[int] = ..., cached_input_tokens: _Optional[int] = ...) -> None: ...
 
 class AuthorizeRequest(_message.Message):
-    __slots__ = ("customer_id", "model", "input_tokens", "input_characters", "max_output_tokens", "estimated_cost_nanos", "request_id")
+    __slots__ = ("customer_id", "model", "input_tokens", "input_characters", "max_output_tokens", "estimated_cost_nanos", "request_id", "model_region")
     CUSTOMER_ID_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     INPUT_TOKENS_FIELD_NUMBER: _ClassVar[int]
@@ -46,6 +46,7 @@ class AuthorizeRequest(_message.Message):
     MAX_OUTPUT_TOKENS_FIELD_NUMBER: _ClassVar[int]
     ESTIMATED_COST_NANOS_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    MODEL_REGION_FIELD_NUMBER: _ClassVar[int]
     customer_id: str
     model: str
     input_tokens: int
@@ -53,10 +54,11 @@ class AuthorizeRequest(_message.Message):
     max_output_tokens: int
     estimated_cost_nanos: int
     request_id: str
-    def __init__(self, customer_id: _Optional[str] = ..., model: _Optional[str] = ..., input_tokens: _Optional[int] = ..., input_characters: _Optional[int] = ..., max_output_tokens: _Optional[int] = ..., estimated_cost_nanos: _Optional[int] = ..., request_id: _Optional[str] = ...) -> None: ...
+    model_region: str
+    def __init__(self, customer_id: _Optional[str] = ..., model: _Optional[str] = ..., input_tokens: _Optional[int] = ..., input_characters: _Optional[int] = ..., max_output_tokens: _Optional[int] = ..., estimated_cost_nanos: _Optional[int] = ..., request_id: _Optional[str] = ..., model_region: _Optional[str] = ...) -> None: ...
 
 class AuthorizeResponse(_message.Message):
-    __slots__ = ("allowed", "denial_reason", "message", "reservation_id", "held_nanos", "spend_nanos", "reserved_nanos", "max_budget_nanos", "remaining_nanos", "reservation_expire_time", "retry_after")
+    __slots__ = ("allowed", "denial_reason", "message", "reservation_id", "held_nanos", "spend_nanos", "reserved_nanos", "max_budget_nanos", "remaining_nanos", "reservation_expire_time", "retry_after", "model", "window_end_time")
     ALLOWED_FIELD_NUMBER: _ClassVar[int]
     DENIAL_REASON_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_FIELD_NUMBER: _ClassVar[int]
@@ -68,6 +70,8 @@ class AuthorizeResponse(_message.Message):
     REMAINING_NANOS_FIELD_NUMBER: _ClassVar[int]
     RESERVATION_EXPIRE_TIME_FIELD_NUMBER: _ClassVar[int]
     RETRY_AFTER_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    WINDOW_END_TIME_FIELD_NUMBER: _ClassVar[int]
     allowed: bool
     denial_reason: DenialReason
     message: str
@@ -79,7 +83,9 @@ class AuthorizeResponse(_message.Message):
     remaining_nanos: int
     reservation_expire_time: _timestamp_pb2.Timestamp
     retry_after: _duration_pb2.Duration
-    def __init__(self, allowed: _Optional[bool] = ..., denial_reason: _Optional[_Union[DenialReason, str]] = ..., message: _Optional[str] = ..., reservation_id: _Optional[str] = ..., held_nanos: _Optional[int] = ..., spend_nanos: _Optional[int] = ..., reserved_nanos: _Optional[int] = ..., max_budget_nanos: _Optional[int] = ..., remaining_nanos: _Optional[int] = ..., reservation_expire_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., retry_after: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
+    model: str
+    window_end_time: _timestamp_pb2.Timestamp
+    def __init__(self, allowed: _Optional[bool] = ..., denial_reason: _Optional[_Union[DenialReason, str]] = ..., message: _Optional[str] = ..., reservation_id: _Optional[str] = ..., held_nanos: _Optional[int] = ..., spend_nanos: _Optional[int] = ..., reserved_nanos: _Optional[int] = ..., max_budget_nanos: _Optional[int] = ..., remaining_nanos: _Optional[int] = ..., reservation_expire_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., retry_after: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., model: _Optional[str] = ..., window_end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class RecordSpendRequest(_message.Message):
     __slots__ = ("request_id", "customer_id", "reservation_id", "model", "usage", "cost_nanos")
@@ -128,20 +134,24 @@ class GetSpendRequest(_message.Message):
     def __init__(self, customer_id: _Optional[str] = ...) -> None: ...
 
 class GetSpendResponse(_message.Message):
-    __slots__ = ("customer_id", "spend_nanos", "reserved_nanos", "max_budget_nanos", "remaining_nanos", "ledger_entry_count")
+    __slots__ = ("customer_id", "spend_nanos", "reserved_nanos", "max_budget_nanos", "remaining_nanos", "ledger_entry_count", "window_start_time", "window_end_time")
     CUSTOMER_ID_FIELD_NUMBER: _ClassVar[int]
     SPEND_NANOS_FIELD_NUMBER: _ClassVar[int]
     RESERVED_NANOS_FIELD_NUMBER: _ClassVar[int]
     MAX_BUDGET_NANOS_FIELD_NUMBER: _ClassVar[int]
     REMAINING_NANOS_FIELD_NUMBER: _ClassVar[int]
     LEDGER_ENTRY_COUNT_FIELD_NUMBER: _ClassVar[int]
+    WINDOW_START_TIME_FIELD_NUMBER: _ClassVar[int]
+    WINDOW_END_TIME_FIELD_NUMBER: _ClassVar[int]
     customer_id: str
     spend_nanos: int
     reserved_nanos: int
     max_budget_nanos: int
     remaining_nanos: int
     ledger_entry_count: int
-    def __init__(self, customer_id: _Optional[str] = ..., spend_nanos: _Optional[int] = ..., reserved_nanos: _Optional[int] = ..., max_budget_nanos: _Optional[int] = ..., remaining_nanos: _Optional[int] = ..., ledger_entry_count: _Optional[int] = ...) -> None: ...
+    window_start_time: _timestamp_pb2.Timestamp
+    window_end_time: _timestamp_pb2.Timestamp
+    def __init__(self, customer_id: _Optional[str] = ..., spend_nanos: _Optional[int] = ..., reserved_nanos: _Optional[int] = ..., max_budget_nanos: _Optional[int] = ..., remaining_nanos: _Optional[int] = ..., ledger_entry_count: _Optional[int] = ..., window_start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., window_end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class ListLedgerEntriesRequest(_message.Message):
     __slots__ = ("customer_id", "page_size", "page_token")
