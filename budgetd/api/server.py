@@ -26,6 +26,9 @@ from budgetd.api.guard import GuardedServicer
 from budgetd.api.spend_servicer import ADMIN_METHODS as SPEND_ADMIN_METHODS
 from budgetd.api.spend_servicer import SpendServicer
 from budgetd.app import Budgetd
+from budgetd.envoy import authz as envoy_authz
+from budgetd.envoy import ext_proc as envoy_ext_proc
+from budgetd.envoy.options import EnvoyOptions
 from budgetd.settings import Settings
 from budgetd.v1 import budget_service_pb2, customer_service_pb2, spend_service_pb2
 from budgetd.v1 import budget_service_pb2_grpc as budget_grpc
@@ -38,6 +41,8 @@ SPEND = spend_service_pb2.DESCRIPTOR.services_by_name["SpendService"]
 CUSTOMERS = customer_service_pb2.DESCRIPTOR.services_by_name["CustomerService"]
 BUDGETS = budget_service_pb2.DESCRIPTOR.services_by_name["BudgetService"]
 SERVICE_NAMES = (SPEND.full_name, CUSTOMERS.full_name, BUDGETS.full_name)
+# Envoy's ext_authz and ext_proc APIs over the same domain (budgetd.envoy).
+ENVOY_SERVICE_NAMES = (envoy_authz.DESCRIPTOR.full_name, envoy_ext_proc.DESCRIPTOR.full_name)
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +78,29 @@ def registrations(app: Budgetd, auth: AdminAuth) -> list[Registration]:
     ]
 
 
+def envoy_registrations(
+    app: Budgetd, settings: Settings, executor: ThreadPoolExecutor
+) -> list[Registration]:
+    """Envoy's ext_authz (sync, on the thread pool) and ext_proc (asyncio) servicers.
+
+    Neither needs the admin token: like Authorize, they are the gateway's hot path. ext_proc
+    runs its blocking domain calls on ``executor``, the server's own pool.
+    """
+    options = EnvoyOptions.from_settings(settings)
+    return [
+        Registration(
+            envoy_authz.DESCRIPTOR,
+            envoy_authz.AuthorizationServicer(app.spend, options),
+            envoy_authz.add_to_server,
+        ),
+        Registration(
+            envoy_ext_proc.DESCRIPTOR,
+            envoy_ext_proc.ExternalProcessorServicer(app.spend, options, executor),
+            envoy_ext_proc.add_to_server,
+        ),
+    ]
+
+
 class Server:
     """A running budgetd: the gRPC server plus its background sweeper."""
 
@@ -91,39 +119,54 @@ class Server:
         token = settings.admin_token.get_secret_value() if settings.admin_token else None
         for reg in registrations(app, AdminAuth(token)):
             reg.add_to_server(reg.servicer, self._server)
+        for reg in envoy_registrations(app, settings, self._executor):
+            reg.add_to_server(reg.servicer, self._server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self._server)
         reflection.enable_server_reflection(
-            (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), self._server
+            (*SERVICE_NAMES, *ENVOY_SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME),
+            self._server,
         )
         self.port = self._server.add_insecure_port(settings.grpc_addr)
         if not self.port:
             raise OSError(f"cannot listen on {settings.grpc_addr}")
-        self._sweeper: asyncio.Task[None] | None = None
+        # Sweeps and webhooks run on their own thread, so a slow webhook never takes an RPC's.
+        self._background = ThreadPoolExecutor(1, thread_name_prefix="background")
+        self._tasks: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
         """Accept calls and report SERVING."""
         await self._server.start()
-        for name in ("", *SERVICE_NAMES):
+        for name in ("", *SERVICE_NAMES, *ENVOY_SERVICE_NAMES):
             await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
-        self._sweeper = asyncio.create_task(self._sweep())
+        jobs: list[tuple[float, Callable[[], object], str]] = [
+            (self._settings.expiry_interval_seconds, self._app.spend.expire_due, "expiring holds")
+        ]
+        if self._app.alerts is not None:
+            jobs.append(
+                (self._settings.alert_interval_seconds, self._app.alerts.deliver_due, "alerts")
+            )
+        self._tasks = [asyncio.create_task(self._every(*job)) for job in jobs]
 
     async def stop(self) -> None:
         """Report NOT_SERVING, let in-flight calls finish within the grace period, close."""
         await self.health.enter_graceful_shutdown()
-        if self._sweeper:
-            self._sweeper.cancel()
+        for task in self._tasks:
+            task.cancel()
         await self._server.stop(self._settings.shutdown_grace_seconds)
         self._executor.shutdown(wait=True)
+        self._background.shutdown(wait=True)
+        if self._app.alerts is not None:
+            self._app.alerts.close()
         self._app.db.dispose()
 
-    async def _sweep(self) -> None:
+    async def _every(self, interval: float, job: Callable[[], object], what: str) -> None:
         loop = asyncio.get_running_loop()
         while True:
-            await asyncio.sleep(self._settings.expiry_interval_seconds)
+            await asyncio.sleep(interval)
             try:
-                await loop.run_in_executor(self._executor, self._app.spend.expire_due)
+                await loop.run_in_executor(self._background, job)
             except Exception:
-                log.exception("expiring holds failed; retrying next round")
+                log.exception("%s failed; retrying next round", what)
 
 
 async def serve(app: Budgetd, settings: Settings) -> None:
