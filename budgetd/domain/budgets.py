@@ -42,7 +42,7 @@ class BudgetService:
                 )
                 created = self._budgets.get_tier(conn, budget_id)
         except sa_exc.IntegrityError as exc:
-            with self._db.read() as conn:
+            with self._db.write() as conn:
                 first = self._budgets.get_tier(conn, budget_id)
                 if (
                     request

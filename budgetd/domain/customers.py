@@ -107,7 +107,7 @@ class CustomerService:
                 )
                 created = self._customers.get(conn, user_id)
         except sa_exc.IntegrityError as exc:
-            with self._db.read() as conn:
+            with self._db.write() as conn:
                 first = self._customers.get(conn, user_id)
                 if (
                     request

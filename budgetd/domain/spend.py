@@ -15,7 +15,8 @@ Locks are always taken customer first, then holds, so concurrent calls cannot de
 Idempotency (AIP-155): Authorize deduplicates on (customer, request_id) through a unique index on
 holds; RecordSpend on request_id through a unique index on the ledger. A retry that races the
 first attempt loses at the index (or finds the first attempt's entry after waiting for the lock),
-rolls back everything it did, and answers with what the first attempt stored.
+rolls back everything it did, and answers with what the first attempt stored. It looks that up
+in a write unit, which sees (and waits for the commit of) a first attempt still in flight.
 """
 
 from __future__ import annotations
@@ -130,7 +131,7 @@ class SpendService:
             # Another attempt with this request_id reserved first: answer with its hold.
             if request_id is None:
                 raise
-            with self._db.read() as conn:
+            with self._db.write() as conn:
                 earlier = self._earlier_hold(conn, customer_id, request_id)
             if earlier is None:
                 raise FailedPrecondition(
@@ -290,7 +291,7 @@ class SpendService:
                 return self._settle(conn, request_id, customer_id, hold_id, model, usage, cost)
         except sa_exc.IntegrityError:
             # A concurrent attempt with this request_id committed first.
-            with self._db.read() as conn:
+            with self._db.write() as conn:
                 replay = self._ledger.get_by_request(conn, request_id)
                 if replay is None:
                     raise
@@ -336,6 +337,8 @@ class SpendService:
                     raise FailedPrecondition(
                         f"reservation {hold_id!r} was already settled by another request_id"
                     )
+            # A charge with an explicit cost may name no model: it is the reserved one's.
+            model = model or hold.model
             self._correct_tokens(conn, account, hold, usage, now)
             window = hold.window_start_us
         else:
@@ -518,7 +521,8 @@ class SpendService:
             return
         delta = usage.input_tokens + usage.output_tokens - hold.tokens
         if delta:
-            for scope in (CUSTOMER_SCOPE, hold.model):
+            # A call naming no model has the customer's scope as its model's: correct it once.
+            for scope in dict.fromkeys((CUSTOMER_SCOPE, hold.model)):
                 self._rates.adjust_tokens(conn, account.customer_pk, scope, hold.rate_second, delta)
 
     def _count_unreserved(

@@ -5,18 +5,17 @@ ends normally and roll back otherwise. They translate SQLAlchemy's outage errors
 ``Unavailable`` at this boundary, so the layers above never see driver exceptions.
 
 SQLite (the embedded default) allows one writer at a time. Rather than let threads collide inside
-SQLite, whose busy handler sleeps and polls, writers queue on a process-wide lock and start with
-``BEGIN IMMEDIATE``; readers run concurrently under WAL. PostgreSQL needs neither: atomic
-statements and row locks serialize writers to one customer, across replicas too.
+SQLite, whose busy handler sleeps and polls, writers take turns on one connection and share
+commits (``budgetd.store.group_commit``), starting with ``BEGIN IMMEDIATE``; readers run
+concurrently under WAL. PostgreSQL needs neither: row locks serialize writers to one customer,
+across replicas too, and each write is its own transaction.
 """
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Iterator
-from contextlib import AbstractContextManager, contextmanager, nullcontext
-from typing import Any
+from contextlib import contextmanager
 
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy import exc as sa_exc
@@ -25,6 +24,7 @@ from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.pool import ConnectionPoolEntry
 
 from budgetd.errors import Unavailable
+from budgetd.store.group_commit import GroupCommit
 from budgetd.store.metrics import STORE_LATENCY
 
 
@@ -34,9 +34,7 @@ class Database:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self.is_sqlite = engine.dialect.name == "sqlite"
-        self._write_lock: AbstractContextManager[Any] = (
-            threading.Lock() if self.is_sqlite else nullcontext()
-        )
+        self._group = GroupCommit(engine) if self.is_sqlite else None
 
     @classmethod
     def connect(
@@ -72,26 +70,29 @@ class Database:
 
     @contextmanager
     def write(self) -> Iterator[Connection]:
-        """A read-write transaction; committed when the block returns."""
-        with self._write_lock, self._transaction(write=True) as conn:
-            yield conn
+        """A read-write unit of work, committed (and durable) when the block returns."""
+        with self._translated("write"):
+            if self._group is not None:
+                with self._group.write() as conn:
+                    yield conn
+            else:
+                with self.engine.begin() as conn:
+                    yield conn
 
     @contextmanager
     def read(self) -> Iterator[Connection]:
-        """A read-only transaction."""
-        with self._transaction(write=False) as conn:
-            yield conn
+        """A read-only transaction; it sees only committed work."""
+        with self._translated("read"), self.engine.connect() as conn:
+            if self.is_sqlite:
+                conn = conn.execution_options(budgetd_write=False)
+            with conn.begin():
+                yield conn
 
     @contextmanager
-    def _transaction(self, *, write: bool) -> Iterator[Connection]:
+    def _translated(self, kind: str) -> Iterator[None]:
         started = time.perf_counter()
-        kind = "write" if write else "read"
         try:
-            with self.engine.connect() as conn:
-                if self.is_sqlite:
-                    conn = conn.execution_options(budgetd_write=write)
-                with conn.begin():
-                    yield conn
+            yield
         except sa_exc.OperationalError as exc:
             # Connection refused, server gone, database locked past the timeout: all retryable.
             raise Unavailable(f"store unavailable: {_first_line(exc.orig)}") from exc
