@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
@@ -11,8 +13,11 @@ from grpc_health.v1 import health_pb2
 
 from bench.load import h2load_grpc, python_grpc
 from bench.stats import Summary, repeat
+from budgetd.pricing import PriceTable, TokenUsage
+from budgetd.v1 import customer_service_pb2 as customer_pb
+from budgetd.v1 import resources_pb2 as res
 from budgetd.v1 import spend_service_pb2 as spend_pb
-from tests.support.client import Stubs
+from tests.support.client import ADMIN, Stubs
 from tests.support.postgres import ADMIN_URL, temporary_database
 from tests.support.processes import BudgetdProcess, run_migrate
 
@@ -129,4 +134,87 @@ def transport(tmp: Path, runs: int, seconds: float) -> str:
     return "\n".join(out) + "\n"
 
 
-ALL: dict[str, Callable[[Path, int, float], str]] = {"transport": transport}
+def _overspend_grpc(addresses: list[str], calls: int, fits: int) -> tuple[int, float]:
+    """(admitted, spend / max_budget) for ``calls`` concurrent Authorize over ``addresses``."""
+    stubs = [Stubs.connect(a) for a in addresses]
+    customer = f"overspend-{uuid.uuid4().hex[:8]}"
+    price = PriceTable().get("gpt-4o-mini")
+    assert price is not None
+    estimate = price.cost_nanos(TokenUsage(input_tokens=1000, output_tokens=200))
+    max_budget = fits * estimate
+    stubs[0].customers.CreateCustomer(
+        customer_pb.CreateCustomerRequest(
+            customer=res.Customer(
+                user_id=customer, limits=res.BudgetLimits(max_budget_nanos=max_budget)
+            )
+        ),
+        metadata=ADMIN,
+    )
+
+    def call(i: int) -> int:
+        stub = stubs[i % len(stubs)]
+        decision = stub.spend.Authorize(
+            spend_pb.AuthorizeRequest(
+                customer_id=customer,
+                model="gpt-4o-mini",
+                input_tokens=1000,
+                max_output_tokens=200,
+                request_id=f"a-{i}",
+            ),
+            timeout=60,
+        )
+        if not decision.allowed:
+            return 0
+        # The worst case for a budget: every admitted call uses all it was allowed.
+        stub.spend.RecordSpend(
+            spend_pb.RecordSpendRequest(
+                request_id=f"s-{i}",
+                reservation_id=decision.reservation_id,
+                model="gpt-4o-mini",
+                usage=spend_pb.Usage(input_tokens=1000, output_tokens=200),
+            ),
+            timeout=60,
+        )
+        return 1
+
+    with ThreadPoolExecutor(max_workers=calls) as pool:
+        admitted = sum(pool.map(call, range(calls)))
+    spend = (
+        stubs[0]
+        .spend.GetSpend(spend_pb.GetSpendRequest(customer_id=customer), metadata=ADMIN)
+        .spend_nanos
+    )
+    for stub in stubs:
+        stub.close()
+    return admitted, spend / max_budget
+
+
+def overspend(tmp: Path, runs: int, seconds: float) -> str:
+    """256 concurrent calls for a customer whose budget fits exactly N, straight over gRPC."""
+    calls, fits = 256, 37
+    out = [
+        "## Overspend\n",
+        f"{calls} concurrent Authorize calls (then RecordSpend of the full estimate for each one "
+        f"admitted) for one customer whose budget fits exactly N = {fits} estimated calls. "
+        "Must be: admitted == N, spend / max_budget <= 1.0. Straight over gRPC; the shim's "
+        "figure is in the shim section.\n",
+        "| setup | admitted (N = 37) | spend / max_budget |",
+        "|---|---|---|",
+    ]
+    setups = [("sqlite", 1)] + ([("postgres", 1), ("postgres", 2)] if postgres_available() else [])
+    for backend, replicas in setups:
+        with database(backend, tmp) as url, budgetd(url, tmp, replicas) as daemons:
+            results = [
+                _overspend_grpc([d.address for d in daemons], calls, fits) for _ in range(runs)
+            ]
+        admitted = sorted({a for a, _ in results})
+        ratio = max(r for _, r in results)
+        label = f"{backend}, {replicas} budgetd" + ("s" if replicas > 1 else "")
+        out.append(f"| {label} | {', '.join(map(str, admitted))} | {ratio:.4f} (max of {runs}) |")
+    return "\n".join(out) + "\n"
+
+
+ALL: dict[str, Callable[[Path, int, float], str]] = {
+    "transport": transport,
+    "overspend": overspend,
+}
