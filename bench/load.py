@@ -66,7 +66,13 @@ def _percentile(sorted_values: list[float], q: float) -> float:
 
 
 def h2load_grpc(
-    address: str, method: str, request: Message, *, concurrency: int, seconds: float
+    address: str,
+    method: str,
+    request: Message,
+    *,
+    concurrency: int,
+    seconds: float,
+    headers: dict[str, str] | None = None,
 ) -> LoadResult:
     """Unary gRPC calls with one fixed request, ``concurrency`` streams on one connection."""
     with tempfile.TemporaryDirectory() as tmp:
@@ -89,6 +95,7 @@ def h2load_grpc(
                 "content-type: application/grpc",
                 "-H",
                 "te: trailers",
+                *[arg for k, v in (headers or {}).items() for arg in ("-H", f"{k}: {v}")],
                 f"http://{address}{method}",
             ],
             check=True,

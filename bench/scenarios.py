@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -10,10 +11,12 @@ from pathlib import Path
 
 import psycopg
 from grpc_health.v1 import health_pb2
+from sqlalchemy import text
 
 from bench.load import h2load_grpc, python_grpc
 from bench.stats import Summary, repeat
 from budgetd.pricing import PriceTable, TokenUsage
+from budgetd.store.database import Database
 from budgetd.v1 import customer_service_pb2 as customer_pb
 from budgetd.v1 import resources_pb2 as res
 from budgetd.v1 import spend_service_pb2 as spend_pb
@@ -214,7 +217,123 @@ def overspend(tmp: Path, runs: int, seconds: float) -> str:
     return "\n".join(out) + "\n"
 
 
+GROWTH_SIZES = (10_000, 100_000, 1_000_000)
+LEDGER_ROWS = 10_000_000
+
+
+def _grow(url: str, customers_now: int, customers_target: int, now_us: int) -> None:
+    """Bulk-insert customers ``customers_now+1 .. customers_target`` with plain SQL."""
+    engine = Database.connect(url).engine
+    with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            series = "generate_series(CAST(:lo AS bigint), CAST(:hi AS bigint)) AS g(n)"
+        else:
+            series = (
+                "(WITH RECURSIVE s(n) AS (SELECT :lo UNION ALL SELECT n + 1 FROM s WHERE n < :hi)"
+                " SELECT n FROM s) AS g"
+            )
+        conn.execute(
+            text(
+                "INSERT INTO customers (user_id, blocked, metadata_json, spend_nanos, "
+                "reserved_nanos, open_holds, created_us, updated_us) "
+                f"SELECT 'grow-' || n, false, '{{}}', 0, 0, 0, :now, :now FROM {series}"
+            ),
+            {"lo": customers_now + 1, "hi": customers_target, "now": now_us},
+        )
+    engine.dispose()
+
+
+def _fill_ledger(url: str, customers: int, rows: int, now_us: int) -> None:
+    """Bulk-insert ``rows`` ledger entries spread over the customers."""
+    engine = Database.connect(url).engine
+    with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            series = "generate_series(1, CAST(:rows AS bigint)) AS g(n)"
+        else:
+            series = (
+                "(WITH RECURSIVE s(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM s WHERE n < :rows)"
+                " SELECT n FROM s) AS g"
+            )
+        conn.execute(
+            text(
+                "INSERT INTO ledger_entries (customer_pk, user_id, request_id, model, "
+                "input_tokens, output_tokens, cached_input_tokens, cost_nanos, "
+                "spend_after_nanos, created_us) "
+                "SELECT (n % CAST(:customers AS bigint)) + 1, "
+                "'grow-' || ((n % CAST(:customers AS bigint)) + 1), "
+                "'grow-' || n, 'gpt-4o-mini', 100, 50, 0, 45000, 0, :now "
+                f"FROM {series}"
+            ),
+            {"rows": rows, "customers": customers, "now": now_us},
+        )
+    engine.dispose()
+
+
+def growth(tmp: Path, runs: int, seconds: float) -> str:
+    """Authorize throughput and GetCustomer latency as customers and the ledger grow."""
+    out = [
+        "## Growth with data\n",
+        f"Customers inserted in bulk; at the largest size a {LEDGER_ROWS:,}-row ledger too. "
+        "Authorize (h2load, c = 16) for one existing customer, and GetCustomer — the call "
+        "behind the shim's `/customer/info` — (h2load, c = 16). Ratio = calls/s over the "
+        "smallest size's.\n",
+        "| backend | customers | ledger rows | Authorize calls/s | ratio | GetCustomer p50 ms "
+        "| GetCustomer p99 ms |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    now = int(time.time() * 1_000_000)
+    for backend in backends():
+        with database(backend, tmp) as url:
+            if backend == "sqlite":
+                run_migrate(url)
+            have = 0
+            base: float | None = None
+            for size in GROWTH_SIZES:
+                _grow(url, have, size, now)
+                have = size
+                ledger_rows = 0
+                if size == GROWTH_SIZES[-1]:
+                    _fill_ledger(url, size, LEDGER_ROWS, now)
+                    ledger_rows = LEDGER_ROWS
+                target = f"grow-{size // 2}"
+                with budgetd(url, tmp) as (daemon,):
+                    authorize = repeat(
+                        lambda d=daemon, t=target: h2load_grpc(
+                            d.address,
+                            "/budgetd.v1.SpendService/Authorize",
+                            spend_pb.AuthorizeRequest(
+                                customer_id=t,
+                                model="gpt-4o-mini",
+                                input_tokens=100,
+                                max_output_tokens=100,
+                            ),
+                            concurrency=16,
+                            seconds=seconds,
+                        ),
+                        runs,
+                    )
+                    info = repeat(
+                        lambda d=daemon, t=target: h2load_grpc(
+                            d.address,
+                            "/budgetd.v1.CustomerService/GetCustomer",
+                            customer_pb.GetCustomerRequest(user_id=t),
+                            concurrency=16,
+                            seconds=seconds,
+                            headers={"authorization": ADMIN[0][1]},
+                        ),
+                        runs,
+                    )
+                base = base or authorize.rps.median
+                out.append(
+                    f"| {backend} | {size:,} | {ledger_rows:,} | {authorize.rps.show()} | "
+                    f"{authorize.rps.median / base:.2f}x | {info.p50_ms.show(2)} | "
+                    f"{info.p99_ms.show(2)} |"
+                )
+    return "\n".join(out) + "\n"
+
+
 ALL: dict[str, Callable[[Path, int, float], str]] = {
+    "growth": growth,
     "transport": transport,
     "overspend": overspend,
 }
