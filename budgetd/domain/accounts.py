@@ -78,8 +78,13 @@ def roll(state: Windowed, rule: WindowRule | None, now_us: int) -> Windowed:
         )
     anchor = state.window_anchor_us if state.window_anchor_us is not None else now_us
     start, end = rule.window_at(now_us, anchor)
-    if start == state.window_start_us and end == state.window_end_us:
-        return state
+    stored = state.window_start_us
+    if stored is not None and end == state.window_end_us and start <= stored <= now_us:
+        return state  # the same window (it may have begun late, after a rule change)
+    if stored is not None and start <= stored:
+        # A rule change whose window starts where (or before) the stored one did: the new
+        # window begins now, so its ledger entries and its alert are told apart from the old.
+        start = max(now_us, stored + 1)
     return dataclasses.replace(
         state,
         spend_nanos=0,
@@ -90,18 +95,18 @@ def roll(state: Windowed, rule: WindowRule | None, now_us: int) -> Windowed:
     )
 
 
-def as_of(customer: Customer, rule: WindowRule | None, now_us: int) -> Customer:
-    """How a customer's counters read at ``now_us``, for reports.
+def as_of(state: Windowed, rule: WindowRule | None, now_us: int) -> Windowed:
+    """How counters read at ``now_us``, for reports.
 
     Unlike :func:`roll` it does not start an anniversary window that no call has started yet.
     """
     if (
         rule is not None
         and rule.alignment is Alignment.ANNIVERSARY
-        and customer.window_anchor_us is None
+        and state.window_anchor_us is None
     ):
-        return customer
-    return roll(customer, rule, now_us)
+        return state
+    return roll(state, rule, now_us)
 
 
 def model_cap(limits: BudgetLimits, model: str) -> ModelBudget | None:

@@ -30,7 +30,14 @@ from sqlalchemy import Connection
 from sqlalchemy import exc as sa_exc
 
 from budgetd.clock import Clock
-from budgetd.domain.accounts import Account, ModelAccount, model_cap, roll, window_rule
+from budgetd.domain.accounts import (
+    Account,
+    ModelAccount,
+    as_of,
+    model_cap,
+    roll,
+    window_rule,
+)
 from budgetd.domain.admission import RATE_WINDOW_SECONDS, Call, Refusal, refusal
 from budgetd.domain.alerts import SOFT_BUDGET
 from budgetd.domain.paging import decode_token, encode_token
@@ -591,7 +598,9 @@ class SpendService:
             if account is None:
                 raise NotFound(f"customer {customer_id!r} not found")
             count = self._ledger.count(conn, account.customer_pk)
-        account = self._current(account, self._clock.now_us())
+        limits = account.limits
+        rule = window_rule(limits.budget_duration, limits, self._zone)
+        account = as_of(account, rule, self._clock.now_us())
         return SpendSummary(
             customer_id,
             account.spend_nanos,
