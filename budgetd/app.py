@@ -8,6 +8,7 @@ from budgetd.clock import Clock, FileClock, SystemClock
 from budgetd.domain.alerts import AlertSender
 from budgetd.domain.budgets import BudgetService
 from budgetd.domain.customers import CustomerService
+from budgetd.domain.rate_limits import RateLimitService
 from budgetd.domain.spend import SpendPolicy, SpendService
 from budgetd.domain.windows import zone
 from budgetd.pricing import PriceTable
@@ -23,6 +24,7 @@ class Budgetd:
     customers: CustomerService
     budgets: BudgetService
     spend: SpendService
+    rate_limits: RateLimitService
     alerts: AlertSender | None = None
 
 
@@ -44,6 +46,7 @@ def build(settings: Settings, clock: Clock | None = None) -> Budgetd:
         default_budget_id=settings.default_budget_id or None,
         time_zone=settings.time_zone,
     )
+    spend = SpendService(db, prices, clock, policy)
     alerts = None
     if settings.soft_budget_webhook_url:
         alerts = AlertSender(db, clock, settings.soft_budget_webhook_url)
@@ -51,6 +54,7 @@ def build(settings: Settings, clock: Clock | None = None) -> Budgetd:
         db=db,
         customers=CustomerService(db, clock, settings.time_zone),
         budgets=BudgetService(db, clock),
-        spend=SpendService(db, prices, clock, policy),
+        spend=spend,
+        rate_limits=RateLimitService(db, clock, spend, policy),
         alerts=alerts,
     )

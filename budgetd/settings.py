@@ -74,3 +74,15 @@ class Settings(BaseSettings):
     envoy_stream_include_usage: bool = Field(
         True, description="ext_proc asks streamed chat calls for a final usage chunk"
     )
+
+    # -- Envoy rate limit service (budgetd.envoy.ratelimit) ----------------------------------
+    ratelimit_unit: Literal["tokens", "nanos"] = Field(
+        "tokens",
+        description="What a rate limit hit is: a token of the customer's tpm window, or a "
+        "nano-USD charged to its budget (a ledger entry)",
+    )
+    ratelimit_descriptor_keys: str = Field(
+        "customer_id",
+        description="Comma-separated rate limit descriptor entry keys whose value names the "
+        "customer, first match wins",
+    )

@@ -28,6 +28,7 @@ from budgetd.api.spend_servicer import SpendServicer
 from budgetd.app import Budgetd
 from budgetd.envoy import authz as envoy_authz
 from budgetd.envoy import ext_proc as envoy_ext_proc
+from budgetd.envoy import ratelimit as envoy_ratelimit
 from budgetd.envoy.options import EnvoyOptions
 from budgetd.settings import Settings
 from budgetd.v1 import budget_service_pb2, customer_service_pb2, spend_service_pb2
@@ -41,8 +42,12 @@ SPEND = spend_service_pb2.DESCRIPTOR.services_by_name["SpendService"]
 CUSTOMERS = customer_service_pb2.DESCRIPTOR.services_by_name["CustomerService"]
 BUDGETS = budget_service_pb2.DESCRIPTOR.services_by_name["BudgetService"]
 SERVICE_NAMES = (SPEND.full_name, CUSTOMERS.full_name, BUDGETS.full_name)
-# Envoy's ext_authz and ext_proc APIs over the same domain (budgetd.envoy).
-ENVOY_SERVICE_NAMES = (envoy_authz.DESCRIPTOR.full_name, envoy_ext_proc.DESCRIPTOR.full_name)
+# Envoy's ext_authz, ext_proc and rate limit service APIs over the same domain (budgetd.envoy).
+ENVOY_SERVICE_NAMES = (
+    envoy_authz.DESCRIPTOR.full_name,
+    envoy_ext_proc.DESCRIPTOR.full_name,
+    envoy_ratelimit.DESCRIPTOR.full_name,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,9 +86,10 @@ def registrations(app: Budgetd, auth: AdminAuth) -> list[Registration]:
 def envoy_registrations(
     app: Budgetd, settings: Settings, executor: ThreadPoolExecutor
 ) -> list[Registration]:
-    """Envoy's ext_authz (sync, on the thread pool) and ext_proc (asyncio) servicers.
+    """Envoy's ext_authz and rate limit service (sync, on the thread pool) and ext_proc
+    (asyncio) servicers.
 
-    Neither needs the admin token: like Authorize, they are the gateway's hot path. ext_proc
+    None needs the admin token: like Authorize, they are the gateway's hot path. ext_proc
     runs its blocking domain calls on ``executor``, the server's own pool.
     """
     options = EnvoyOptions.from_settings(settings)
@@ -97,6 +103,14 @@ def envoy_registrations(
             envoy_ext_proc.DESCRIPTOR,
             envoy_ext_proc.ExternalProcessorServicer(app.spend, options, executor),
             envoy_ext_proc.add_to_server,
+        ),
+        Registration(
+            envoy_ratelimit.DESCRIPTOR,
+            envoy_ratelimit.RateLimitServicer(
+                app.rate_limits,
+                envoy_ratelimit.RateLimitOptions.from_settings(settings),
+            ),
+            envoy_ratelimit.add_to_server,
         ),
     ]
 
@@ -129,8 +143,10 @@ class Server:
         self.port = self._server.add_insecure_port(settings.grpc_addr)
         if not self.port:
             raise OSError(f"cannot listen on {settings.grpc_addr}")
-        # Sweeps and webhooks run on their own thread, so a slow webhook never takes an RPC's.
-        self._background = ThreadPoolExecutor(1, thread_name_prefix="background")
+        # Sweeps and webhooks run on threads of their own, so a slow webhook never takes an
+        # RPC's thread. One per job (each job awaits its previous round): a webhook hanging
+        # until its timeout must not hold up hold expiry either.
+        self._background = ThreadPoolExecutor(2, thread_name_prefix="background")
         self._tasks: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:

@@ -83,11 +83,18 @@ class Stack:
 
 @contextmanager
 def running_stack(
-    config: str, workdir: Path, upstream: UpstreamProcess, database_url: str | None = None
+    config: str,
+    workdir: Path,
+    upstream: UpstreamProcess,
+    database_url: str | None = None,
+    budgetd_env: dict[str, str] | None = None,
 ) -> Iterator[Stack]:
-    """budgetd (SQLite in ``workdir`` unless ``database_url``) and Envoy running ``config``."""
+    """budgetd (SQLite in ``workdir`` unless ``database_url``; ``BUDGETD_*`` variables from
+    ``budgetd_env``) and Envoy running ``config``."""
     budgetd = BudgetdProcess(
-        database_url or f"sqlite:///{workdir / 'budgetd.db'}", workdir / "budgetd.log"
+        database_url or f"sqlite:///{workdir / 'budgetd.db'}",
+        workdir / "budgetd.log",
+        **(budgetd_env or {}),
     )
     envoy = EnvoyProcess(
         config,

@@ -3,7 +3,8 @@
 Run as ``python -m tests.envoy.upstream [--port N]``; it prints ``PORT <n>`` once listening.
 
 ``POST /v1/chat/completions`` answers a chat completion with a deterministic ``usage``
-(:func:`usage_for`) and, to show what Envoy forwarded, the headers and body it received
+(:func:`usage_for`, its total also in the ``x-usage-total-tokens`` response header of a
+non-streamed answer) and, to show what Envoy forwarded, the headers and body it received
 (``received_headers``, ``received_body``). With ``"stream": true`` it answers server-sent events,
 paced so a client can see chunks arrive before the end, and a final usage chunk when the body
 asks for ``stream_options.include_usage``. Test knobs, as request headers:
@@ -26,6 +27,8 @@ PROMPT_TOKENS_BASE = 9
 COMPLETION_TOKENS = 12
 DEFAULT_CHUNKS = 4
 DEFAULT_CHUNK_DELAY_MS = 150
+# Response header of a non-streamed answer carrying its usage.total_tokens.
+USAGE_HEADER = "x-usage-total-tokens"
 _REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 500: "Internal Server Error"}
 
 
@@ -75,11 +78,15 @@ def _head(status: int, headers: dict[str, str]) -> bytes:
     return ("\r\n".join(lines) + "\r\n\r\n").encode()
 
 
-async def _send_json(writer: asyncio.StreamWriter, status: int, document: Any) -> None:
+async def _send_json(
+    writer: asyncio.StreamWriter,
+    status: int,
+    document: Any,
+    extra_headers: dict[str, str] | None = None,
+) -> None:
     data = json.dumps(document).encode()
-    writer.write(
-        _head(status, {"content-type": "application/json", "content-length": str(len(data))}) + data
-    )
+    headers = {"content-type": "application/json", "content-length": str(len(data))}
+    writer.write(_head(status, {**headers, **(extra_headers or {})}) + data)
     await writer.drain()
 
 
@@ -112,6 +119,9 @@ async def _chat(
                 "received_headers": headers,
                 "received_body": body,
             },
+            # What a gateway's ratelimit filter can read without parsing the body
+            # (examples/envoy/ratelimit.yaml charges it to the customer's tpm window).
+            {USAGE_HEADER: str(usage["total_tokens"])},
         )
         return
     chunks = int(headers.get("x-test-chunks", str(DEFAULT_CHUNKS)))

@@ -19,6 +19,7 @@ from budgetd.app import Budgetd
 from budgetd.clock import ManualClock
 from budgetd.domain.budgets import BudgetService
 from budgetd.domain.customers import CustomerService
+from budgetd.domain.rate_limits import RateLimitService
 from budgetd.domain.spend import SpendService
 from budgetd.money import MAX_NANOS
 from budgetd.pricing import PriceTable
@@ -85,11 +86,13 @@ class Client:
 
 def build_app(db: Database, clock: ManualClock) -> Budgetd:
     # As budgetd.app.build wires it, with the test's database and clock.
+    spend = SpendService(db, PriceTable(), clock)
     return Budgetd(
         db=db,
         customers=CustomerService(db, clock),
         budgets=BudgetService(db, clock),
-        spend=SpendService(db, PriceTable(), clock),
+        spend=spend,
+        rate_limits=RateLimitService(db, clock, spend),
     )
 
 
