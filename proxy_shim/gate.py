@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 import uuid
 from collections.abc import Coroutine
 from dataclasses import dataclass
@@ -99,9 +98,21 @@ def affordable_output_tokens(
 
 
 def refusal(decision: spend_pb.AuthorizeResponse, customer_id: str) -> ShimError:
-    """The HTTP error for a denied Authorize, in LiteLLM's words where it has them."""
+    """The HTTP error for a denied Authorize, in LiteLLM's words where it has them.
+
+    BUDGET_EXCEEDED -> 429 budget_exceeded; BLOCKED -> 403; MODEL_NOT_ALLOWED -> 403 with
+    budgetd's message, which names the rule (allowed_models or allowed_model_region);
+    RATE_LIMITED and PARALLEL_LIMIT (and any reason newer than this shim) -> 429 with
+    ``Retry-After`` in whole seconds, rounded up.
+    """
     reason = decision.denial_reason
     if reason == _REASONS.DENIAL_REASON_BUDGET_EXCEEDED:
+        if decision.denied_by.startswith("model_max_budget."):
+            # A model_max_budget cap: the customer's own totals would not explain the refusal.
+            return BudgetExceeded(
+                f"ExceededBudget: End User={customer_id} over budget for model="
+                f"{decision.model}. {decision.message}"
+            )
         budget = (
             render_usd(decision.max_budget_nanos) if decision.HasField("max_budget_nanos") else None
         )
@@ -118,7 +129,7 @@ def refusal(decision: spend_pb.AuthorizeResponse, customer_id: str) -> ShimError
     # RATE_LIMITED, PARALLEL_LIMIT, and anything newer: tell the client when to come back.
     retry = 1
     if decision.HasField("retry_after"):
-        retry = max(1, math.ceil(decision.retry_after.ToMicroseconds() / 1_000_000))
+        retry = max(1, -(-decision.retry_after.ToMicroseconds() // 1_000_000))
     return RateLimited(decision.message or "rate limited", headers={"Retry-After": str(retry)})
 
 
@@ -218,6 +229,8 @@ class Gate:
                 max_output_tokens=output_tokens,
                 estimated_cost_nanos=estimate,
                 request_id=str(uuid.uuid4()),
+                # Checked against the customer's allowed_model_region; empty when unconfigured.
+                model_region=route.region or "",
             )
         )
 

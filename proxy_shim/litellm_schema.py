@@ -62,6 +62,12 @@ class BudgetFields(_Request):
     rpm_limit: Count | None = None
     budget_duration: Text | None = None
     model_max_budget: dict[Id, ModelBudgetIn] | None = None
+    # Beyond LiteLLM's budget table: models the customer may call (empty or null: any),
+    # where windows fall ("anniversary" of the first call, or "calendar": midnight, Monday,
+    # the 1st) and in which IANA zone (null: budgetd's BUDGETD_TIME_ZONE).
+    allowed_models: list[Id] | None = Field(None, max_length=1000)
+    budget_reset_alignment: Literal["anniversary", "calendar"] | None = None
+    time_zone: Annotated[str, StringConstraints(max_length=64, strict=True)] | None = None
 
 
 BUDGET_FIELDS = frozenset(BudgetFields.model_fields)
@@ -123,7 +129,17 @@ class BudgetDelete(_Request):
 
 # -- edge -> budgetd ---------------------------------------------------------------------------
 
-_NANOS_FIELDS = {"max_budget": "max_budget_nanos", "soft_budget": "soft_budget_nanos"}
+# Edge names that differ from budgetd's BudgetLimits fields.
+_TARGETS = {
+    "max_budget": "max_budget_nanos",
+    "soft_budget": "soft_budget_nanos",
+    "budget_reset_alignment": "window_alignment",
+}
+_ALIGNMENTS = {
+    "anniversary": res.WINDOW_ALIGNMENT_ANNIVERSARY,
+    "calendar": res.WINDOW_ALIGNMENT_CALENDAR,
+}
+_ALIGNMENT_NAMES = {value: name for name, value in _ALIGNMENTS.items()}
 
 
 def limits_message(fields: BudgetFields, present: set[str]) -> tuple[res.BudgetLimits, list[str]]:
@@ -132,11 +148,15 @@ def limits_message(fields: BudgetFields, present: set[str]) -> tuple[res.BudgetL
     paths: list[str] = []
     for name in sorted(present & BUDGET_FIELDS):
         value = getattr(fields, name)
-        target = _NANOS_FIELDS.get(name, name)
+        target = _TARGETS.get(name, name)
         paths.append(f"limits.{target}")
         if value is None:
             continue  # an unset field in the message clears the limit
-        if name == "model_max_budget":
+        if name == "allowed_models":
+            limits.allowed_models.extend(value)
+        elif name == "budget_reset_alignment":
+            limits.window_alignment = _ALIGNMENTS[value]
+        elif name == "model_max_budget":
             for model, cap in value.items():
                 out = limits.model_max_budget[model]
                 out.budget_duration = cap.budget_duration or ""
@@ -171,7 +191,14 @@ def budget_table(limits: res.BudgetLimits, budget_id: str | None) -> dict[str, A
             "max_parallel_requests",
         )
     )
-    if not has_any and not limits.budget_duration and not limits.model_max_budget:
+    if not (
+        has_any
+        or limits.budget_duration
+        or limits.model_max_budget
+        or limits.allowed_models
+        or limits.window_alignment
+        or limits.time_zone
+    ):
         return None
     return {"budget_id": budget_id, **_limit_fields(limits)}
 
@@ -202,11 +229,14 @@ def _limit_fields(limits: res.BudgetLimits) -> dict[str, Any]:
         "rpm_limit": count("rpm_limit"),
         "model_max_budget": models or None,
         "budget_duration": limits.budget_duration or None,
+        "allowed_models": list(limits.allowed_models) or None,
+        "budget_reset_alignment": _ALIGNMENT_NAMES.get(limits.window_alignment),
+        "time_zone": limits.time_zone or None,
     }
 
 
 def customer_row(customer: res.Customer) -> dict[str, Any]:
-    """A customer as ``/customer/info`` shows it (the seed's shape)."""
+    """A customer as ``/customer/info`` shows it: the seed's shape plus the window's state."""
     tier = customer.budget_id if customer.HasField("budget_id") else None
     if tier is not None and tier.startswith(PRIVATE_BUDGET_PREFIX):
         tier = None
@@ -220,7 +250,23 @@ def customer_row(customer: res.Customer) -> dict[str, Any]:
         ),
         "default_model": customer.default_model if customer.HasField("default_model") else None,
         "litellm_budget_table": budget_table(customer.effective_limits, tier),
+        # Beyond LiteLLM's shape (extra keys only), stated here so no client has to derive them.
+        "budget_used_percent": _used_percent(customer),
+        "soft_budget_exceeded": customer.soft_budget_exceeded,
+        "window_start_time": _time(customer.window_start_time),
+        "window_end_time": _time(customer.window_end_time),
     }
+
+
+def _used_percent(customer: res.Customer) -> float | None:
+    """Window spend as a percentage of max_budget (2 decimals); None without a max_budget."""
+    limits = customer.effective_limits
+    if not limits.HasField("max_budget_nanos"):
+        return None
+    cap = limits.max_budget_nanos
+    if cap <= 0:
+        return 100.0  # a $0 budget has nothing left to spend
+    return round(customer.spend_nanos * 100 / cap, 2)
 
 
 def budget_row(budget: res.Budget) -> dict[str, Any]:

@@ -238,6 +238,7 @@ def decision_to_proto(decision: Decision) -> spend_pb.AuthorizeResponse:
         spend_nanos=decision.spend_nanos,
         reserved_nanos=decision.reserved_nanos,
         model=decision.model,
+        denied_by=decision.denied_by,
     )
     if decision.denial_reason is not None:
         message.denial_reason = _DENIALS[decision.denial_reason]

@@ -18,6 +18,7 @@ from budgetd.domain.accounts import Account, ModelAccount
 from budgetd.domain.records import DenialReason, ModelBudget
 
 US = 1_000_000
+_MODEL_CAP = "model_max_budget."
 RATE_WINDOW_SECONDS = 60
 # Buckets a window sums: the current second plus the 60 before it.
 RATE_BUCKETS = RATE_WINDOW_SECONDS + 1
@@ -37,6 +38,9 @@ class Refusal:
     """A denial and what the caller is told."""
 
     reason: DenialReason
+    # The limit that refused, as named in BudgetLimits: "max_budget", "rpm_limit",
+    # "model_max_budget.tpm_limit", "allowed_model_region", ...
+    rule: str
     message: str
     retry_after_us: int | None = None
 
@@ -65,16 +69,18 @@ def refusal(
     limits = account.limits
     who = f"customer {account.user_id!r}"
     if account.blocked:
-        return Refusal(DenialReason.BLOCKED, f"{who} is blocked")
+        return Refusal(DenialReason.BLOCKED, "blocked", f"{who} is blocked")
     if limits.allowed_models and call.model not in limits.allowed_models:
         return Refusal(
             DenialReason.MODEL_NOT_ALLOWED,
+            "allowed_models",
             f"model {call.model!r} is not allowed for {who}; allowed: "
             + ", ".join(sorted(limits.allowed_models)),
         )
     if account.allowed_model_region and call.region != account.allowed_model_region:
         return Refusal(
             DenialReason.MODEL_NOT_ALLOWED,
+            "allowed_model_region",
             f"{who} may only use models in region {account.allowed_model_region!r}; "
             f"model {call.model!r} is served from {call.region or 'an unknown region'!r}",
         )
@@ -82,15 +88,17 @@ def refusal(
     if parallel is not None and account.open_holds + 1 > parallel:
         return Refusal(
             DenialReason.PARALLEL_LIMIT,
+            "max_parallel_requests",
             f"{who} has {account.open_holds} calls in flight (max_parallel_requests={parallel})",
             retry_after_us=US,
         )
     limited = _rate_refusal(
-        who, limits.rpm_limit, limits.tpm_limit, customer_rates, call.tokens, now_us
+        who, "", limits.rpm_limit, limits.tpm_limit, customer_rates, call.tokens, now_us
     )
     if limited is None and cap is not None:
         limited = _rate_refusal(
             f"{who} on model {call.model!r}",
+            _MODEL_CAP,
             cap.rpm_limit,
             cap.tpm_limit,
             model_rates,
@@ -100,11 +108,12 @@ def refusal(
     if limited is not None:
         return limited
     over = _over_budget(
-        who, limits.max_budget_nanos, account.spend_nanos, account.reserved_nanos, call
+        who, "", limits.max_budget_nanos, account.spend_nanos, account.reserved_nanos, call
     )
     if over is None and cap is not None and model_account is not None:
         over = _over_budget(
             f"{who} on model {call.model!r}",
+            _MODEL_CAP,
             cap.max_budget_nanos,
             model_account.spend_nanos,
             model_account.reserved_nanos,
@@ -115,6 +124,7 @@ def refusal(
 
 def _rate_refusal(
     who: str,
+    rule_prefix: str,
     rpm: int | None,
     tpm: int | None,
     usage: RateUsage | None,
@@ -126,6 +136,7 @@ def _rate_refusal(
     if rpm is not None and usage.requests + 1 > rpm:
         return Refusal(
             DenialReason.RATE_LIMITED,
+            f"{rule_prefix}rpm_limit",
             f"{who} made {usage.requests} requests in the last minute (rpm_limit={rpm})",
             _retry_after(usage, now_us),
         )
@@ -133,11 +144,13 @@ def _rate_refusal(
         if tokens > tpm:
             return Refusal(
                 DenialReason.RATE_LIMITED,
+                f"{rule_prefix}tpm_limit",
                 f"{who}: this call's {tokens} estimated tokens exceed tpm_limit={tpm}",
                 RATE_WINDOW_SECONDS * US,
             )
         return Refusal(
             DenialReason.RATE_LIMITED,
+            f"{rule_prefix}tpm_limit",
             f"{who} used {usage.tokens} tokens in the last minute; this call needs {tokens} "
             f"more (tpm_limit={tpm})",
             _retry_after(usage, now_us),
@@ -153,7 +166,7 @@ def _retry_after(usage: RateUsage, now_us: int) -> int:
 
 
 def _over_budget(
-    who: str, max_budget: int | None, spend: int, reserved: int, call: Call
+    who: str, rule_prefix: str, max_budget: int | None, spend: int, reserved: int, call: Call
 ) -> Refusal | None:
     if max_budget is None:
         return None
@@ -162,6 +175,7 @@ def _over_budget(
         return None
     return Refusal(
         DenialReason.BUDGET_EXCEEDED,
+        f"{rule_prefix}max_budget",
         f"budget exceeded: {who} spend={spend} reserved={reserved} "
         f"estimate={call.amount_nanos} max_budget={max_budget} (nano-USD)",
     )

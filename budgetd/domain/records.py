@@ -111,6 +111,7 @@ class Decision:
     retry_after_us: int | None = None
     model: str = ""
     window_end_us: int | None = None
+    denied_by: str = ""  # the limit that refused, e.g. "max_budget", "model_max_budget.rpm_limit"
 
     @property
     def remaining_nanos(self) -> int | None:

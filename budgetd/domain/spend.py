@@ -666,6 +666,7 @@ def _denied(account: Account, refused: Refusal, model: str) -> Decision:
         reserved_nanos=account.reserved_nanos,
         max_budget_nanos=account.limits.max_budget_nanos,
         retry_after_us=refused.retry_after_us,
+        denied_by=refused.rule,
         model=model,
         window_end_us=account.window_end_us,
     )

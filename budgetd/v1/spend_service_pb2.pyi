@@ -58,7 +58,7 @@ class AuthorizeRequest(_message.Message):
     def __init__(self, customer_id: _Optional[str] = ..., model: _Optional[str] = ..., input_tokens: _Optional[int] = ..., input_characters: _Optional[int] = ..., max_output_tokens: _Optional[int] = ..., estimated_cost_nanos: _Optional[int] = ..., request_id: _Optional[str] = ..., model_region: _Optional[str] = ...) -> None: ...
 
 class AuthorizeResponse(_message.Message):
-    __slots__ = ("allowed", "denial_reason", "message", "reservation_id", "held_nanos", "spend_nanos", "reserved_nanos", "max_budget_nanos", "remaining_nanos", "reservation_expire_time", "retry_after", "model", "window_end_time")
+    __slots__ = ("allowed", "denial_reason", "message", "reservation_id", "held_nanos", "spend_nanos", "reserved_nanos", "max_budget_nanos", "remaining_nanos", "reservation_expire_time", "retry_after", "model", "window_end_time", "denied_by")
     ALLOWED_FIELD_NUMBER: _ClassVar[int]
     DENIAL_REASON_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_FIELD_NUMBER: _ClassVar[int]
@@ -72,6 +72,7 @@ class AuthorizeResponse(_message.Message):
     RETRY_AFTER_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     WINDOW_END_TIME_FIELD_NUMBER: _ClassVar[int]
+    DENIED_BY_FIELD_NUMBER: _ClassVar[int]
     allowed: bool
     denial_reason: DenialReason
     message: str
@@ -85,7 +86,8 @@ class AuthorizeResponse(_message.Message):
     retry_after: _duration_pb2.Duration
     model: str
     window_end_time: _timestamp_pb2.Timestamp
-    def __init__(self, allowed: _Optional[bool] = ..., denial_reason: _Optional[_Union[DenialReason, str]] = ..., message: _Optional[str] = ..., reservation_id: _Optional[str] = ..., held_nanos: _Optional[int] = ..., spend_nanos: _Optional[int] = ..., reserved_nanos: _Optional[int] = ..., max_budget_nanos: _Optional[int] = ..., remaining_nanos: _Optional[int] = ..., reservation_expire_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., retry_after: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., model: _Optional[str] = ..., window_end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    denied_by: str
+    def __init__(self, allowed: _Optional[bool] = ..., denial_reason: _Optional[_Union[DenialReason, str]] = ..., message: _Optional[str] = ..., reservation_id: _Optional[str] = ..., held_nanos: _Optional[int] = ..., spend_nanos: _Optional[int] = ..., reserved_nanos: _Optional[int] = ..., max_budget_nanos: _Optional[int] = ..., remaining_nanos: _Optional[int] = ..., reservation_expire_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., retry_after: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., model: _Optional[str] = ..., window_end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., denied_by: _Optional[str] = ...) -> None: ...
 
 class RecordSpendRequest(_message.Message):
     __slots__ = ("request_id", "customer_id", "reservation_id", "model", "usage", "cost_nanos")

@@ -39,9 +39,11 @@ models:
     base_url: ${{FAKE_UPSTREAM_URL}}
     upstream_model: mistral-small-latest
     max_output_tokens: 8192
+    region: eu
   gpt-4o-mini:
     base_url: ${{FAKE_UPSTREAM_URL}}
     upstream_model: gpt-4o-mini
+    region: us
   house-model:
     base_url: ${{FAKE_UPSTREAM_URL}}
     upstream_model: house-model-v1

@@ -372,6 +372,7 @@ def test_rpm_admits_exactly_rpm_calls_then_again_61_seconds_later(d: Domain) -> 
     assert all(a.allowed for a in admitted)
     refused = d.authorize(c, 1)
     assert refused.denial_reason is DenialReason.RATE_LIMITED
+    assert refused.denied_by == "rpm_limit"
     assert "rpm_limit=3" in refused.message
     assert refused.retry_after_us == RATE_BUCKETS * US
     # Refusals do not count, settling does not give requests back.
@@ -619,6 +620,7 @@ def test_a_model_cap_refuses_that_model_inside_the_budget(d: Domain) -> None:
     assert mini.allowed
     refused = d.authorize(c, 400, model=MINI)
     assert refused.denial_reason is DenialReason.BUDGET_EXCEEDED
+    assert refused.denied_by == "model_max_budget.max_budget"
     assert MINI in refused.message
     # Other models still have the customer's budget.
     assert d.authorize(c, 5000, model=OTHER).allowed
