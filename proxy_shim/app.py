@@ -21,6 +21,7 @@ from proxy_shim.keys import KeyRing
 from proxy_shim.routes import budgets, chat, customers, health, spend
 from proxy_shim.settings import ShimSettings
 from proxy_shim.state import ShimState
+from proxy_shim.ui import routes as ui
 
 
 class StartupError(RuntimeError):
@@ -61,6 +62,6 @@ def create_app(settings: ShimSettings, config: ShimConfig | None = None) -> Fast
         redoc_url=None,
     )
     errors.install(app)
-    for module in (chat, customers, budgets, spend, health):
+    for module in (chat, customers, budgets, spend, health, ui):
         app.include_router(module.router)
     return app

@@ -53,6 +53,11 @@ def test_seed_page_in_order(client: httpx.Client) -> None:
         "allowed_model_region": None,
         "default_model": None,
         "litellm_budget_table": None,
+        # Extra keys beyond the seed's shape (for the admin page): no budget, no window.
+        "budget_used_percent": None,
+        "soft_budget_exceeded": False,
+        "window_start_time": None,
+        "window_end_time": None,
     }
 
     # "If the customer_id already exists, spend will be incremented."
