@@ -32,12 +32,11 @@ from dataclasses import dataclass
 from sqlalchemy import Connection
 
 from budgetd.clock import Clock
-from budgetd.domain.accounts import Account, roll, window_rule
+from budgetd.domain.account_book import AccountBook
+from budgetd.domain.accounts import Account
 from budgetd.domain.admission import RATE_BUCKETS, RATE_WINDOW_SECONDS, RateUsage
 from budgetd.domain.spend import SpendPolicy, SpendReport, SpendService
-from budgetd.errors import FailedPrecondition, InvalidArgument
-from budgetd.store.budgets import BudgetRepository
-from budgetd.store.customers import CustomerRepository
+from budgetd.errors import InvalidArgument
 from budgetd.store.database import Database
 from budgetd.store.rates import CUSTOMER_SCOPE, RateRepository
 from budgetd.validation import check_count, check_nanos, require_id
@@ -134,8 +133,9 @@ class RateLimitService:
         self._clock = clock
         self._spend = spend
         self._policy = policy or SpendPolicy()
-        self._customers = CustomerRepository()
-        self._budgets = BudgetRepository()
+        self._book = AccountBook(
+            default_budget_id=self._policy.default_budget_id, time_zone=self._policy.time_zone
+        )
         self._rates = RateRepository()
 
     # -- tokens ----------------------------------------------------------------------------
@@ -153,11 +153,12 @@ class RateLimitService:
         now = self._clock.now_us()
         if hits == 0:
             with self._db.read() as conn:
-                account = self._customers.lock(conn, user_id=customer_id, for_update=False)
+                account = self._book.read(conn, customer_id)
                 if account is not None:
                     return token_allowance(account, self._usage(conn, account, now), 0, now)
         with self._db.write() as conn:
-            account = self._account(conn, customer_id, now)
+            account = self._book.open(conn, customer_id, now)
+            self._book.save(conn, account)
             if hits and account.limits.tpm_limit is not None:
                 self._rates.add(
                     conn, account.customer_pk, CUSTOMER_SCOPE, now // US, requests=0, tokens=hits
@@ -190,39 +191,10 @@ class RateLimitService:
             )
         now = self._clock.now_us()
         with self._db.read() as conn:
-            account = self._customers.lock(conn, user_id=customer_id, for_update=False)
+            account = self._book.read(conn, customer_id)
         if account is not None:
-            return budget_allowance(self._current(account, now), hits, now)
+            return budget_allowance(self._book.current(account, now), hits, now)
         with self._db.write() as conn:
-            return budget_allowance(self._account(conn, customer_id, now), hits, now)
-
-    # -- accounts --------------------------------------------------------------------------
-
-    def _account(self, conn: Connection, customer_id: str, now: int) -> Account:
-        """The customer's locked account in its current window, created on first use."""
-        account = self._customers.lock(conn, user_id=customer_id)
-        if account is None:
-            # As Authorize: unknown customers are created, on the default tier if there is one.
-            self._customers.insert_if_absent(
-                conn, customer_id, budget_id=self._default_tier(conn), now_us=now
-            )
-            account = self._customers.lock(conn, user_id=customer_id)
-            assert account is not None
-        current = self._current(account, now)
-        if current is not account:
-            self._customers.save(conn, current)
-        return current
-
-    def _current(self, account: Account, now: int) -> Account:
-        limits = account.limits
-        return roll(
-            account, window_rule(limits.budget_duration, limits, self._policy.time_zone), now
-        )
-
-    def _default_tier(self, conn: Connection) -> str | None:
-        tier = self._policy.default_budget_id
-        if tier is not None and self._budgets.get_tier(conn, tier) is None:
-            raise FailedPrecondition(
-                f"the default budget {tier!r} (BUDGETD_DEFAULT_BUDGET_ID) does not exist"
-            )
-        return tier
+            account = self._book.open(conn, customer_id, now)
+            self._book.save(conn, account)
+            return budget_allowance(account, hits, now)

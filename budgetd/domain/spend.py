@@ -30,14 +30,8 @@ from sqlalchemy import Connection
 from sqlalchemy import exc as sa_exc
 
 from budgetd.clock import Clock
-from budgetd.domain.accounts import (
-    Account,
-    ModelAccount,
-    as_of,
-    model_cap,
-    roll,
-    window_rule,
-)
+from budgetd.domain.account_book import AccountBook
+from budgetd.domain.accounts import Account, ModelAccount, model_cap
 from budgetd.domain.admission import RATE_WINDOW_SECONDS, Call, Refusal, refusal
 from budgetd.domain.alerts import SOFT_BUDGET
 from budgetd.domain.paging import decode_token, encode_token
@@ -45,12 +39,10 @@ from budgetd.domain.records import Charge, Decision, LedgerEntry, Page, SpendSum
 from budgetd.errors import FailedPrecondition, InvalidArgument, NotFound
 from budgetd.pricing import PriceTable, TokenUsage
 from budgetd.store.alerts import AlertRepository
-from budgetd.store.budgets import BudgetRepository
 from budgetd.store.customers import CustomerRepository
 from budgetd.store.database import Database
 from budgetd.store.holds import Hold, HoldRepository
 from budgetd.store.ledger import LedgerRepository
-from budgetd.store.model_spend import ModelSpendRepository
 from budgetd.store.rates import CUSTOMER_SCOPE, RateRepository
 from budgetd.store.schema import HOLD_OPEN, HOLD_RELEASED, HOLD_SETTLED
 from budgetd.validation import (
@@ -120,9 +112,10 @@ class SpendService:
         self._holds = HoldRepository()
         self._ledger = LedgerRepository()
         self._rates = RateRepository()
-        self._models = ModelSpendRepository()
         self._alerts = AlertRepository()
-        self._budgets = BudgetRepository()
+        self._book = AccountBook(
+            default_budget_id=self._policy.default_budget_id, time_zone=self._policy.time_zone
+        )
 
     # -- Authorize -------------------------------------------------------------------------
 
@@ -150,22 +143,22 @@ class SpendService:
         self, conn: Connection, customer_id: str, call: CallEstimate, request_id: str | None
     ) -> Decision:
         now = self._clock.now_us()
-        account = self._account(conn, customer_id, now)
+        account = self._book.open(conn, customer_id, now)
         model = call.model or account.default_model or ""
         amount, tokens = self._estimate(call, model)
         check_nanos(account.spend_nanos + account.reserved_nanos + amount, "estimated cost")
         candidate = Call(model, call.model_region, amount, tokens)
-        model_account = self._model_account(conn, account, model, now)
+        model_account = self._book.model_account(conn, account, model, now)
         refused = self._refusal(conn, account, candidate, model_account, now)
         if refused is not None and refused.reason.name in ("BUDGET_EXCEEDED", "PARALLEL_LIMIT"):
             # Holds past their TTL may be taking the room: expire them and look again.
             expired = self._expire(conn, account, now)
             if expired is not account:
                 account = expired
-                model_account = self._model_account(conn, account, model, now)
+                model_account = self._book.model_account(conn, account, model, now)
                 refused = self._refusal(conn, account, candidate, model_account, now)
         if refused is not None:
-            self._customers.save(conn, account)
+            self._book.save(conn, account)
             if request_id is not None:
                 # A retry of a call that was admitted gets its reservation back.
                 earlier = self._earlier_hold(conn, customer_id, request_id)
@@ -200,13 +193,13 @@ class SpendService:
             model_account = dataclasses.replace(
                 model_account, reserved_nanos=model_account.reserved_nanos + call.amount_nanos
             )
-            self._models.save(conn, model_account)
+            self._book.save_model(conn, model_account)
         account = dataclasses.replace(
             account,
             reserved_nanos=account.reserved_nanos + call.amount_nanos,
             open_holds=account.open_holds + 1,
         )
-        self._customers.save(conn, account)
+        self._book.save(conn, account)
         hold = Hold(
             hold_id=str(uuid.uuid4()),
             customer_pk=account.customer_pk,
@@ -252,7 +245,7 @@ class SpendService:
         )
 
     def _earlier_hold(self, conn: Connection, customer_id: str, request_id: str) -> Decision | None:
-        account = self._customers.lock(conn, user_id=customer_id, for_update=False)
+        account = self._book.read(conn, customer_id)
         if account is None:
             return None
         hold = self._holds.get_by_request(conn, account.customer_pk, request_id)
@@ -320,7 +313,7 @@ class SpendService:
             found = self._holds.get(conn, hold_id)
             if found is None:
                 raise NotFound(f"reservation {hold_id!r} not found")
-            account = self._locked_pk(conn, found.customer_pk, now)
+            account = self._book.open_pk(conn, found.customer_pk, now)
             if customer_id is not None and account.user_id != customer_id:
                 raise InvalidArgument(
                     "customer_id", f"reservation {hold_id!r} belongs to another customer"
@@ -350,7 +343,7 @@ class SpendService:
             window = hold.window_start_us
         else:
             assert customer_id is not None
-            account = self._account(conn, customer_id, now)
+            account = self._book.open(conn, customer_id, now)
             self._count_unreserved(conn, account, model, usage, now)
             window = account.window_start_us
         in_current_window = window == account.window_start_us
@@ -359,7 +352,7 @@ class SpendService:
             account = dataclasses.replace(account, spend_nanos=account.spend_nanos + cost)
             account = self._alert_soft_budget(conn, account, now)
         self._charge_model(conn, account, model, hold, cost, now)
-        self._customers.save(conn, account)
+        self._book.save(conn, account)
         entry = self._ledger.append(
             conn,
             customer_pk=account.customer_pk,
@@ -389,12 +382,12 @@ class SpendService:
         cost: int,
         now: int,
     ) -> None:
-        model_account = self._model_account(conn, account, model, now)
+        model_account = self._book.model_account(conn, account, model, now)
         if model_account is None:
             return
         if hold is not None and hold.model_window_start_us != model_account.window_start_us:
             return  # charged to an earlier window of the model's cap
-        self._models.save(
+        self._book.save_model(
             conn,
             dataclasses.replace(model_account, spend_nanos=model_account.spend_nanos + cost),
         )
@@ -451,7 +444,7 @@ class SpendService:
             if found is None:
                 raise NotFound(f"reservation {hold_id!r} not found")
             now = self._clock.now_us()
-            account = self._locked_pk(conn, found.customer_pk, now)
+            account = self._book.open_pk(conn, found.customer_pk, now)
             hold = self._holds.close(
                 conn, hold_id, from_state=HOLD_OPEN, to_state=HOLD_RELEASED, now_us=now
             )
@@ -460,7 +453,7 @@ class SpendService:
             account = self._unreserve(conn, account, hold, now)
             # The call used nothing: its estimated tokens leave the tpm window.
             self._correct_tokens(conn, account, hold, TokenUsage(), now)
-            self._customers.save(conn, account)
+            self._book.save(conn, account)
             return hold.amount_nanos
 
     def expire_due(self, batch: int = 500) -> int:
@@ -475,8 +468,8 @@ class SpendService:
             due = self._holds.customers_with_expired(conn, now_us=now, limit=batch)
         for customer_pk in due:
             with self._db.write() as conn:
-                account = self._locked_pk(conn, customer_pk, now)
-                self._customers.save(conn, self._expire(conn, account, now))
+                account = self._book.open_pk(conn, customer_pk, now)
+                self._book.save(conn, self._expire(conn, account, now))
         with self._db.write() as conn:
             self._rates.prune(conn, now // US - RATE_WINDOW_SECONDS - 1)
         return len(due)
@@ -492,12 +485,12 @@ class SpendService:
         reserved = account.reserved_nanos
         if hold.window_start_us == account.window_start_us:
             reserved = max(0, reserved - hold.amount_nanos)
-        model_account = self._model_account(conn, account, hold.model, now)
+        model_account = self._book.model_account(conn, account, hold.model, now)
         if (
             model_account is not None
             and hold.model_window_start_us == model_account.window_start_us
         ):
-            self._models.save(
+            self._book.save_model(
                 conn,
                 dataclasses.replace(
                     model_account,
@@ -540,67 +533,17 @@ class SpendService:
         for scope in self._rate_scopes(account, model):
             self._rates.add(conn, account.customer_pk, scope, now // US, requests=1, tokens=tokens)
 
-    # -- accounts --------------------------------------------------------------------------
-
-    def _account(self, conn: Connection, customer_id: str, now: int) -> Account:
-        """The customer's locked account in its current window, created on first use."""
-        account = self._customers.lock(conn, user_id=customer_id)
-        if account is None:
-            # Created on first use, as LiteLLM upserts unknown customers; a concurrent creator
-            # wins silently and the lock below waits for it.
-            self._customers.insert_if_absent(
-                conn, customer_id, budget_id=self._default_tier(conn), now_us=now
-            )
-            account = self._customers.lock(conn, user_id=customer_id)
-            assert account is not None
-        return self._current(account, now)
-
-    def _locked_pk(self, conn: Connection, customer_pk: int, now: int) -> Account:
-        account = self._customers.lock(conn, customer_pk=customer_pk)
-        if account is None:
-            raise NotFound("the reservation's customer was deleted")
-        return self._current(account, now)
-
-    def _current(self, account: Account, now: int) -> Account:
-        limits = account.limits
-        return roll(account, window_rule(limits.budget_duration, limits, self._zone), now)
-
-    def _model_account(
-        self, conn: Connection, account: Account, model: str, now: int
-    ) -> ModelAccount | None:
-        cap = model_cap(account.limits, model)
-        if cap is None:
-            return None
-        duration = cap.budget_duration
-        rule = window_rule(duration, account.limits, self._zone)
-        return roll(self._models.get(conn, account.customer_pk, model), rule, now)
-
-    def _default_tier(self, conn: Connection) -> str | None:
-        tier = self._policy.default_budget_id
-        if tier is not None and self._budgets.get_tier(conn, tier) is None:
-            # Refuse rather than create an unlimited customer the operator meant to limit.
-            raise FailedPrecondition(
-                f"the default budget {tier!r} (BUDGETD_DEFAULT_BUDGET_ID) does not exist"
-            )
-        return tier
-
-    @property
-    def _zone(self) -> str:
-        return self._policy.time_zone
-
     # -- Queries ---------------------------------------------------------------------------
 
     def summary(self, customer_id: str) -> SpendSummary:
         """A customer's spend and reservations in its current window, and its ledger size."""
         require_id(customer_id, "customer_id")
         with self._db.read() as conn:
-            account = self._customers.lock(conn, user_id=customer_id, for_update=False)
-            if account is None:
+            stored = self._book.read(conn, customer_id)
+            if stored is None:
                 raise NotFound(f"customer {customer_id!r} not found")
-            count = self._ledger.count(conn, account.customer_pk)
-        limits = account.limits
-        rule = window_rule(limits.budget_duration, limits, self._zone)
-        account = as_of(account, rule, self._clock.now_us())
+            count = self._ledger.count(conn, stored.customer_pk)
+        account = self._book.reported(stored, self._clock.now_us())
         return SpendSummary(
             customer_id,
             account.spend_nanos,

@@ -25,7 +25,6 @@ from google.protobuf import struct_pb2
 from google.rpc import code_pb2, status_pb2
 
 from budgetd.api.metrics import DECISIONS
-from budgetd.api.status import status_code
 from budgetd.domain.spend import SpendService
 from budgetd.envoy import refusals
 from budgetd.envoy.calls import call_estimate, lower_headers, read_call
@@ -36,7 +35,7 @@ from budgetd.envoy.headers import (
     header_map_pairs,
     set_headers,
 )
-from budgetd.envoy.observe import CallRecord
+from budgetd.envoy.observe import CallRecord, answered
 from budgetd.envoy.options import EnvoyOptions
 from budgetd.errors import BudgetdError, Unavailable
 
@@ -60,18 +59,7 @@ class AuthorizationServicer:
     def Check(self, request: pb.CheckRequest, context: grpc.ServicerContext) -> pb.CheckResponse:
         """Admit (reserving the estimate) or refuse one HTTP request."""
         record = CallRecord(METHOD)
-        try:
-            response = self._check(request, context, record)
-        except BudgetdError as error:
-            code = status_code(error)
-            record.finish(code, error.message)
-            context.abort(code, error.message)
-        except Exception:
-            log.exception("unhandled error in %s", METHOD)
-            record.finish(grpc.StatusCode.INTERNAL, "internal error")
-            context.abort(grpc.StatusCode.INTERNAL, "internal error")
-        record.finish()
-        return response
+        return answered(record, context, lambda: self._check(request, context, record))
 
     def _check(
         self, request: pb.CheckRequest, context: grpc.ServicerContext, record: CallRecord

@@ -10,13 +10,39 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import grpc
 
 from budgetd.api.metrics import CALLS, LATENCY
+from budgetd.api.status import status_code
+from budgetd.errors import BudgetdError
 
 log = logging.getLogger("budgetd.calls")
+
+
+T = TypeVar("T")
+
+
+def answered(record: CallRecord, context: grpc.ServicerContext, compute: Callable[[], T]) -> T:
+    """``compute()``'s answer, or the RPC error a domain error maps to; the call is recorded.
+
+    Like :func:`budgetd.api.guard.guard` for the budgetd.v1 servicers: domain errors become their
+    status code, anything else INTERNAL without its details.
+    """
+    try:
+        response = compute()
+    except BudgetdError as error:
+        code = status_code(error)
+        record.finish(code, error.message)
+        context.abort(code, error.message)
+    except Exception:
+        log.exception("unhandled error in %s", record.method)
+        record.finish(grpc.StatusCode.INTERNAL, "internal error")
+        context.abort(grpc.StatusCode.INTERNAL, "internal error")
+    record.finish()
+    return response
 
 
 class CallRecord:

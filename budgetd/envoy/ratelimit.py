@@ -47,11 +47,10 @@ from envoy.service.ratelimit.v3 import rls_pb2_grpc as pb_grpc
 from google.protobuf import duration_pb2, struct_pb2
 from google.rpc import code_pb2
 
-from budgetd.api.status import status_code
 from budgetd.domain.rate_limits import Allowance, RateLimitService
-from budgetd.envoy.observe import CallRecord
+from budgetd.envoy.observe import CallRecord, answered
 from budgetd.envoy.refusals import Refusal
-from budgetd.errors import BudgetdError, InvalidArgument
+from budgetd.errors import InvalidArgument
 from budgetd.settings import Settings
 
 log = logging.getLogger("budgetd.envoy")
@@ -181,18 +180,7 @@ class RateLimitServicer:
     ) -> pb.RateLimitResponse:
         """Answer every descriptor; the call is over the limit when any descriptor is."""
         record = CallRecord(METHOD)
-        try:
-            response = self._answer(request, record)
-        except BudgetdError as error:
-            code = status_code(error)
-            record.finish(code, error.message)
-            context.abort(code, error.message)
-        except Exception:
-            log.exception("unhandled error in %s", METHOD)
-            record.finish(grpc.StatusCode.INTERNAL, "internal error")
-            context.abort(grpc.StatusCode.INTERNAL, "internal error")
-        record.finish()
-        return response
+        return answered(record, context, lambda: self._answer(request, record))
 
     def _answer(self, request: pb.RateLimitRequest, record: CallRecord) -> pb.RateLimitResponse:
         unit = self._options.unit
