@@ -136,21 +136,27 @@ class BudgetdClient:
 
     async def ledger(self, customer_id: str) -> list[res.LedgerEntry]:
         """Every ledger entry of a customer, newest first."""
-        entries: list[res.LedgerEntry] = []
+        return await self._every_page(
+            self.spend.ListLedgerEntries,
+            lambda token: spend_pb.ListLedgerEntriesRequest(
+                customer_id=customer_id, page_size=1000, page_token=token
+            ),
+            "entries",
+        )
+
+    async def _every_page(
+        self, method: Callable[..., Awaitable[Any]], request: Callable[[str], Any], field: str
+    ) -> list[Any]:
+        """The items of every page of a listing (AIP-158), up to _MAX_PAGES pages."""
+        items: list[Any] = []
         token = ""
         for _ in range(_MAX_PAGES):
-            page = await self._call(
-                self.spend.ListLedgerEntries,
-                spend_pb.ListLedgerEntriesRequest(
-                    customer_id=customer_id, page_size=1000, page_token=token
-                ),
-                admin=True,
-            )
-            entries.extend(page.entries)
+            page = await self._call(method, request(token), admin=True)
+            items.extend(getattr(page, field))
             token = page.next_page_token
             if not token:
                 break
-        return entries
+        return items
 
     # -- customers ----------------------------------------------------------------------
 
@@ -192,19 +198,11 @@ class BudgetdClient:
 
     async def list_customers(self) -> list[res.Customer]:
         """Every customer, ordered by user_id."""
-        out: list[res.Customer] = []
-        token = ""
-        for _ in range(_MAX_PAGES):
-            page = await self._call(
-                self.customers.ListCustomers,
-                customer_pb.ListCustomersRequest(page_size=1000, page_token=token),
-                admin=True,
-            )
-            out.extend(page.customers)
-            token = page.next_page_token
-            if not token:
-                break
-        return out
+        return await self._every_page(
+            self.customers.ListCustomers,
+            lambda token: customer_pb.ListCustomersRequest(page_size=1000, page_token=token),
+            "customers",
+        )
 
     async def set_blocked(self, user_ids: list[str], *, blocked: bool) -> list[res.Customer]:
         """Block or unblock all the named customers, or none."""
@@ -260,16 +258,8 @@ class BudgetdClient:
 
     async def list_budgets(self) -> list[res.Budget]:
         """Every tier, ordered by budget_id."""
-        out: list[res.Budget] = []
-        token = ""
-        for _ in range(_MAX_PAGES):
-            page = await self._call(
-                self.budgets.ListBudgets,
-                budget_pb.ListBudgetsRequest(page_size=1000, page_token=token),
-                admin=True,
-            )
-            out.extend(page.budgets)
-            token = page.next_page_token
-            if not token:
-                break
-        return out
+        return await self._every_page(
+            self.budgets.ListBudgets,
+            lambda token: budget_pb.ListBudgetsRequest(page_size=1000, page_token=token),
+            "budgets",
+        )

@@ -117,17 +117,22 @@ async def _proxy(request: Request, state: ShimState, kind: str) -> Response:
     return await _once(state, record, admission, url, headers, content)
 
 
-async def _once(
+async def _send(
     state: ShimState,
     record: CallRecord,
     admission: Admission,
-    url: str,
-    headers: dict[str, str],
-    content: bytes,
-) -> Response:
+    request: httpx.Request,
+    *,
+    stream: bool,
+) -> httpx.Response | Response:
+    """The upstream's answer, or (after releasing the reservation) what to answer instead.
+
+    An unreachable upstream raises UpstreamUnreachable; an upstream error is passed through
+    as it came. In both cases nothing is charged.
+    """
     started = time.perf_counter()
     try:
-        upstream = await state.http.post(url, content=content, headers=headers)
+        upstream = await state.http.send(request, stream=stream)
     except httpx.HTTPError as error:
         await state.gate.release(admission)
         record.refused("upstream_unreachable", 502)
@@ -140,12 +145,34 @@ async def _once(
     UPSTREAM_LATENCY.labels(admission.model.name, str(upstream.status_code)).observe(
         time.perf_counter() - started
     )
-    passed = {k: v for k in _PASSED_HEADERS if (v := upstream.headers.get(k))}
-    if upstream.status_code >= 400:
-        await state.gate.release(admission)
-        record.refused("upstream_error", upstream.status_code)
-        record.emit()
-        return Response(upstream.content, status_code=upstream.status_code, headers=passed)
+    if upstream.status_code < 400:
+        return upstream
+    try:
+        error_body = await upstream.aread()
+    finally:
+        await upstream.aclose()
+    await state.gate.release(admission)
+    record.refused("upstream_error", upstream.status_code)
+    record.emit()
+    return Response(error_body, status_code=upstream.status_code, headers=_passed(upstream))
+
+
+def _passed(upstream: httpx.Response) -> dict[str, str]:
+    return {k: v for k in _PASSED_HEADERS if (v := upstream.headers.get(k))}
+
+
+async def _once(
+    state: ShimState,
+    record: CallRecord,
+    admission: Admission,
+    url: str,
+    headers: dict[str, str],
+    content: bytes,
+) -> Response:
+    request = state.http.build_request("POST", url, content=content, headers=headers)
+    upstream = await _send(state, record, admission, request, stream=False)
+    if isinstance(upstream, Response):
+        return upstream
     usage = usage_from_json(upstream.content)
     if usage is None:
         record.usage_reported = False
@@ -156,7 +183,7 @@ async def _once(
     return Response(
         upstream.content,
         status_code=upstream.status_code,
-        headers={**passed, **_budget_headers(admission, settlement)},
+        headers={**_passed(upstream), **_budget_headers(admission, settlement)},
     )
 
 
@@ -168,33 +195,13 @@ async def _stream(
     headers: dict[str, str],
     content: bytes,
 ) -> Response:
-    started = time.perf_counter()
     request = state.http.build_request(
         "POST", url, content=content, headers={**headers, "accept-encoding": "identity"}
     )
-    try:
-        upstream = await state.http.send(request, stream=True)
-    except httpx.HTTPError as error:
-        await state.gate.release(admission)
-        record.refused("upstream_unreachable", 502)
-        record.emit()
-        raise UpstreamUnreachable(f"upstream unreachable: {type(error).__name__}") from None
-    except BaseException:
-        state.gate.in_background(state.gate.release(admission))
-        raise
-    UPSTREAM_LATENCY.labels(admission.model.name, str(upstream.status_code)).observe(
-        time.perf_counter() - started
-    )
-    passed = {k: v for k in _PASSED_HEADERS if (v := upstream.headers.get(k))}
-    if upstream.status_code >= 400:
-        try:
-            error_body = await upstream.aread()
-        finally:
-            await upstream.aclose()
-        await state.gate.release(admission)
-        record.refused("upstream_error", upstream.status_code)
-        record.emit()
-        return Response(error_body, status_code=upstream.status_code, headers=passed)
+    upstream = await _send(state, record, admission, request, stream=True)
+    if isinstance(upstream, Response):
+        return upstream
+    passed = _passed(upstream)
 
     meter = StreamMeter()
     settling: asyncio.Task[None] | None = None

@@ -7,10 +7,7 @@ way by using their own customer and tier ids.
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -22,7 +19,7 @@ import pytest
 
 from budgetd.v1 import spend_service_pb2 as spend_pb
 from budgetd.v1 import spend_service_pb2_grpc as spend_grpc
-from tests.support.processes import ADMIN_TOKEN, BudgetdProcess, free_port
+from tests.support.processes import ADMIN_TOKEN, BudgetdProcess, ServiceProcess, free_port
 
 MASTER_KEY = "sk-1234"
 CLIENT_KEY = "sk-client-e2e"
@@ -60,51 +57,6 @@ models:
 client_keys:
   - {CLIENT_KEY}
 """
-
-
-class ServiceProcess:
-    """A child process serving HTTP, stopped with SIGTERM like in production."""
-
-    def __init__(
-        self, name: str, argv: list[str], env: dict[str, str], log_path: Path, port: int = 0
-    ) -> None:
-        self.name = name
-        self.port = port
-        self.argv = argv
-        self.env = env
-        self.log_path = log_path
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self, health_url: str, timeout: float = 20.0) -> ServiceProcess:
-        """Start and poll ``health_url`` until it answers 200."""
-        with self.log_path.open("ab") as log:
-            self.proc = subprocess.Popen(self.argv, env=self.env, stdout=log, stderr=log)
-        deadline = time.monotonic() + timeout
-        with httpx.Client(timeout=0.5) as client:
-            while time.monotonic() < deadline:
-                if self.proc.poll() is not None:
-                    raise RuntimeError(f"{self.name} exited early:\n{self.log_path.read_text()}")
-                try:
-                    if client.get(health_url).status_code == 200:
-                        return self
-                except httpx.HTTPError:
-                    pass
-                time.sleep(0.05)
-        self.stop()
-        raise TimeoutError(f"{self.name} not ready in {timeout}s:\n{self.log_path.read_text()}")
-
-    def stop(self, timeout: float = 15.0) -> int:
-        """SIGTERM and wait; returns the exit code."""
-        if self.proc is None:
-            return 0
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        return self.proc.returncode
 
 
 @dataclass

@@ -10,8 +10,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.e2e.conftest import MASTER_KEY, SHIM_CONFIG, ServiceProcess, Stack, assert_openai_error
-from tests.support.processes import free_port
+from tests.e2e.conftest import MASTER_KEY, SHIM_CONFIG, Stack, assert_openai_error
+from tests.support.processes import ServiceProcess, free_port
 
 pytestmark = pytest.mark.e2e
 

@@ -1,4 +1,8 @@
-"""Real budgetd processes for integration tests."""
+"""Real child processes for integration tests: budgetd and HTTP services.
+
+Each is started like an operator would, waited for until it answers its health check, and
+stopped with SIGTERM as in production (``kill`` is the crash).
+"""
 
 from __future__ import annotations
 
@@ -8,9 +12,11 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import grpc
+import httpx
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 ADMIN_TOKEN = "test-admin-token"
@@ -23,55 +29,31 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-class BudgetdProcess:
-    """``budgetd serve`` in a child process, stopped with SIGTERM like in production."""
+class ChildProcess:
+    """A child process with its output in a log file."""
 
-    def __init__(self, database_url: str, log_path: Path, **env: str) -> None:
-        self.database_url = database_url
+    def __init__(self, name: str, log_path: Path) -> None:
+        self.name = name
         self.log_path = log_path
-        self.extra_env = env
-        self.port = 0
         self.proc: subprocess.Popen[bytes] | None = None
 
-    @property
-    def address(self) -> str:
-        """host:port of the gRPC listener."""
-        return f"127.0.0.1:{self.port}"
-
-    def start(self, timeout: float = 20.0) -> BudgetdProcess:
-        """Start the daemon and wait until its health check says SERVING."""
-        self.port = free_port()
-        env = {
-            **os.environ,
-            "BUDGETD_DATABASE_URL": self.database_url,
-            "BUDGETD_GRPC_ADDR": self.address,
-            "BUDGETD_METRICS_ADDR": "",
-            "BUDGETD_ADMIN_TOKEN": ADMIN_TOKEN,
-            **self.extra_env,
-        }
+    def spawn(self, argv: list[str], env: dict[str, str]) -> None:
+        """Start the process, appending its output to the log."""
         with self.log_path.open("ab") as log:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "budgetd", "serve"], env=env, stdout=log, stderr=log
-            )
-        self._wait_serving(timeout)
-        return self
+            self.proc = subprocess.Popen(argv, env=env, stdout=log, stderr=log)
 
-    def _wait_serving(self, timeout: float) -> None:
+    def wait_until(self, ready: Callable[[], bool], timeout: float) -> None:
+        """Poll ``ready`` until it is true; fail early if the process died."""
         deadline = time.monotonic() + timeout
-        with grpc.insecure_channel(self.address) as channel:
-            stub = health_pb2_grpc.HealthStub(channel)
-            while time.monotonic() < deadline:
-                assert self.proc is not None
-                if self.proc.poll() is not None:
-                    raise RuntimeError(f"budgetd exited early:\n{self.log_path.read_text()}")
-                try:
-                    reply = stub.Check(health_pb2.HealthCheckRequest(), timeout=0.5)
-                    if reply.status == health_pb2.HealthCheckResponse.SERVING:
-                        return
-                except grpc.RpcError:
-                    pass
-                time.sleep(0.05)
-        raise TimeoutError(f"budgetd not serving in {timeout}s:\n{self.log_path.read_text()}")
+        while time.monotonic() < deadline:
+            assert self.proc is not None
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{self.name} exited early:\n{self.log_path.read_text()}")
+            if ready():
+                return
+            time.sleep(0.05)
+        self.stop()
+        raise TimeoutError(f"{self.name} not ready in {timeout}s:\n{self.log_path.read_text()}")
 
     def stop(self, timeout: float = 15.0) -> int:
         """SIGTERM and wait; returns the exit code."""
@@ -91,6 +73,72 @@ class BudgetdProcess:
         if self.proc and self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait()
+
+
+class BudgetdProcess(ChildProcess):
+    """``budgetd serve`` on a free port, with the test admin token."""
+
+    def __init__(self, database_url: str, log_path: Path, **env: str) -> None:
+        super().__init__("budgetd", log_path)
+        self.database_url = database_url
+        self.extra_env = env
+        self.port = 0
+
+    @property
+    def address(self) -> str:
+        """host:port of the gRPC listener."""
+        return f"127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 20.0) -> BudgetdProcess:
+        """Start the daemon and wait until its health check says SERVING."""
+        self.port = free_port()
+        env = {
+            **os.environ,
+            "BUDGETD_DATABASE_URL": self.database_url,
+            "BUDGETD_GRPC_ADDR": self.address,
+            "BUDGETD_METRICS_ADDR": "",
+            "BUDGETD_ADMIN_TOKEN": ADMIN_TOKEN,
+            **self.extra_env,
+        }
+        self.spawn([sys.executable, "-m", "budgetd", "serve"], env)
+        with grpc.insecure_channel(self.address) as channel:
+            stub = health_pb2_grpc.HealthStub(channel)
+
+            def serving() -> bool:
+                try:
+                    reply = stub.Check(health_pb2.HealthCheckRequest(), timeout=0.5)
+                except grpc.RpcError:
+                    return False
+                return reply.status == health_pb2.HealthCheckResponse.SERVING
+
+            self.wait_until(serving, timeout)
+        return self
+
+
+class ServiceProcess(ChildProcess):
+    """A child process serving HTTP (the shim, the fake upstream)."""
+
+    def __init__(
+        self, name: str, argv: list[str], env: dict[str, str], log_path: Path, port: int = 0
+    ) -> None:
+        super().__init__(name, log_path)
+        self.port = port
+        self.argv = argv
+        self.env = env
+
+    def start(self, health_url: str, timeout: float = 20.0) -> ServiceProcess:
+        """Start and poll ``health_url`` until it answers 200."""
+        self.spawn(self.argv, self.env)
+        with httpx.Client(timeout=0.5) as client:
+
+            def healthy() -> bool:
+                try:
+                    return client.get(health_url).status_code == 200
+                except httpx.HTTPError:
+                    return False
+
+            self.wait_until(healthy, timeout)
+        return self
 
 
 def run_migrate(database_url: str) -> None:
