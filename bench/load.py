@@ -185,7 +185,7 @@ def wrk_post(
                 require("wrk"),
                 "-t1",
                 f"-c{concurrency}",
-                f"-d{seconds}s",
+                f"-d{seconds:g}s",
                 "--latency",
                 "-s",
                 str(script),
