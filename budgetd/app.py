@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from budgetd.clock import Clock, FileClock, SystemClock
 from budgetd.domain.alerts import AlertSender
+from budgetd.domain.audit import AuditService
 from budgetd.domain.budgets import BudgetService
 from budgetd.domain.customers import CustomerService
 from budgetd.domain.rate_limits import RateLimitService
@@ -25,6 +26,7 @@ class Budgetd:
     budgets: BudgetService
     spend: SpendService
     rate_limits: RateLimitService
+    audit: AuditService
     alerts: AlertSender | None = None
 
 
@@ -36,6 +38,7 @@ def build(settings: Settings, clock: Clock | None = None) -> Budgetd:
         settings.database_url,
         pool_size=settings.workers,
         sqlite_synchronous=settings.sqlite_synchronous,
+        timeout_s=settings.store_timeout_seconds,
     )
     prices = PriceTable.from_file(settings.prices_file) if settings.prices_file else PriceTable()
     zone(settings.time_zone, "BUDGETD_TIME_ZONE")
@@ -56,5 +59,6 @@ def build(settings: Settings, clock: Clock | None = None) -> Budgetd:
         budgets=BudgetService(db, clock),
         spend=spend,
         rate_limits=RateLimitService(db, clock, spend, policy),
+        audit=AuditService(db),
         alerts=alerts,
     )

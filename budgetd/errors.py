@@ -10,6 +10,7 @@ them once (gRPC in ``budgetd.api.status``)::
     ├── FailedPrecondition   the request is well-formed but the state forbids it
     ├── Unauthenticated      no or wrong credentials
     └── Unavailable          the store cannot be reached; the call may be retried
+        └── DeadlineExceeded the call's deadline passed before the store could answer
 
 A denied Authorize is not an error: it is a normal decision.
 """
@@ -51,3 +52,7 @@ class Unauthenticated(BudgetdError):
 
 class Unavailable(BudgetdError):
     """The store is unreachable or overloaded; safe to retry."""
+
+
+class DeadlineExceeded(Unavailable):
+    """The call's deadline passed before its store work could finish (or start)."""

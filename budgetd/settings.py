@@ -38,7 +38,9 @@ class Settings(BaseSettings):
     sqlite_synchronous: Literal["FULL", "NORMAL"] = Field(
         "FULL", description="FULL: a charge survives power loss; NORMAL: only a crash"
     )
-    max_message_bytes: int = Field(4 * 1024 * 1024, gt=0, description="gRPC message size cap")
+    max_message_bytes: int = Field(
+        4 * 1024 * 1024, gt=0, description="gRPC message size cap; larger: RESOURCE_EXHAUSTED"
+    )
     shutdown_grace_seconds: float = Field(
         10.0, ge=0, description="How long SIGTERM waits for in-flight calls"
     )
@@ -57,6 +59,31 @@ class Settings(BaseSettings):
     )
     alert_interval_seconds: float = Field(
         1.0, gt=0, description="How often pending alerts are sent"
+    )
+
+    # -- outages and security (budgetd.store.health, budgetd.api.gateway, budgetd.api.tls) ---
+    store_timeout_seconds: float = Field(
+        5.0,
+        gt=0,
+        description="Longest any store work may take (connect, pool wait, statement, lock wait), "
+        "shortened further by each call's deadline",
+    )
+    store_check_interval_seconds: float = Field(
+        1.0,
+        gt=0,
+        description="How often the store is probed with SELECT 1, which must answer within the "
+        "interval (and the store timeout); while it fails, health is NOT_SERVING and calls "
+        "fail fast with UNAVAILABLE",
+    )
+    gateway_token: SecretStr | None = Field(
+        None,
+        description="Bearer token that Authorize, RecordSpend, ReleaseReservation and the Envoy "
+        "services require (the admin token is accepted too); unset = open",
+    )
+    tls_cert_file: Path | None = Field(None, description="PEM certificate (chain): serve TLS")
+    tls_key_file: Path | None = Field(None, description="PEM private key of tls_cert_file")
+    tls_client_ca_file: Path | None = Field(
+        None, description="PEM CA bundle: require client certificates it signed (mTLS)"
     )
 
     # -- Envoy ext_authz / ext_proc (budgetd.envoy) ------------------------------------------

@@ -7,17 +7,21 @@ This is the only module that sees gRPC. RPC errors become the shim's errors here
     ALREADY_EXISTS       -> InvalidRequest (400)
     FAILED_PRECONDITION  -> InvalidRequest (400)
     UNAVAILABLE, DEADLINE_EXCEEDED -> BudgetdUnavailable (503)
-    UNAUTHENTICATED      -> InternalError (500): the shim's BUDGETD_ADMIN_TOKEN is wrong
+    UNAUTHENTICATED      -> InternalError (500): the shim's BUDGETD_ADMIN_TOKEN or
+                            BUDGETD_GATEWAY_TOKEN is wrong
 """
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from budgetd.v1 import audit_service_pb2 as audit_pb
+from budgetd.v1 import audit_service_pb2_grpc as audit_grpc
 from budgetd.v1 import budget_service_pb2 as budget_pb
 from budgetd.v1 import budget_service_pb2_grpc as budget_grpc
 from budgetd.v1 import customer_service_pb2 as customer_pb
@@ -54,7 +58,9 @@ def map_rpc_error(error: grpc.RpcError) -> ShimError:
     if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
         return BudgetdUnavailable(f"budgetd is unavailable: {code.name}")
     if code == grpc.StatusCode.UNAUTHENTICATED:
-        return InternalError("budgetd rejected the shim's admin token (BUDGETD_ADMIN_TOKEN)")
+        return InternalError(
+            "budgetd rejected the shim's token (BUDGETD_ADMIN_TOKEN or BUDGETD_GATEWAY_TOKEN)"
+        )
     return InternalError(f"budgetd failed: {code.name}")
 
 
@@ -67,30 +73,55 @@ def _edge_field(field: str) -> str:
 class BudgetdClient:
     """Typed async calls to budgetd's three services."""
 
-    def __init__(self, address: str, *, deadline: float, admin_token: str | None) -> None:
+    def __init__(
+        self,
+        address: str,
+        *,
+        deadline: float,
+        admin_token: str | None,
+        gateway_token: str | None = None,
+    ) -> None:
         self._channel = grpc.aio.insecure_channel(
             address,
             options=[
                 ("grpc.keepalive_time_ms", 30_000),
                 ("grpc.keepalive_permit_without_calls", 1),
+                # Reconnect within ~2 s of budgetd coming back, however long it was away
+                # (gRPC's default backoff grows to 120 s: that long of 503s after a recovery).
+                ("grpc.initial_reconnect_backoff_ms", 250),
+                ("grpc.max_reconnect_backoff_ms", 2_000),
             ],
         )
         self._deadline = deadline
         self._admin = (("authorization", f"Bearer {admin_token}"),) if admin_token else ()
+        # Authorize, RecordSpend, ReleaseReservation: budgetd may require the gateway token.
+        self._gateway = (("authorization", f"Bearer {gateway_token}"),) if gateway_token else ()
         # The generated stubs are untyped; every method below states its reply type instead.
         self.spend: Any = spend_grpc.SpendServiceStub(self._channel)  # type: ignore[no-untyped-call]
         self.customers: Any = customer_grpc.CustomerServiceStub(self._channel)  # type: ignore[no-untyped-call]
         self.budgets: Any = budget_grpc.BudgetServiceStub(self._channel)  # type: ignore[no-untyped-call]
+        self.audit: Any = audit_grpc.AuditServiceStub(self._channel)  # type: ignore[no-untyped-call]
         self._health: Any = health_pb2_grpc.HealthStub(self._channel)
 
     async def close(self) -> None:
         """Close the channel."""
         await self._channel.close()
 
+    def acting_for(self, actor: str) -> BudgetdClient:
+        """This client (same channel) whose management calls name ``actor`` to budgetd.
+
+        ``actor`` is the fingerprint of the key the shim's caller presented; budgetd records it
+        in its audit trail (``x-budgetd-actor``), trusting it because the shim holds the admin
+        token. Only management calls carry it.
+        """
+        view = copy.copy(self)
+        view._admin = (*self._admin, ("x-budgetd-actor", actor))
+        return view
+
     async def _call(self, method: Callable[..., Awaitable[T]], request: Any, admin: bool) -> T:
         try:
             return await method(
-                request, timeout=self._deadline, metadata=self._admin if admin else None
+                request, timeout=self._deadline, metadata=(self._admin if admin else self._gateway)
             )
         except grpc.RpcError as error:
             raise map_rpc_error(error) from None
@@ -219,6 +250,14 @@ class BudgetdClient:
                 admin=True,
             )
         return list(reply.customers)
+
+    # -- audit --------------------------------------------------------------------------
+
+    async def audit_entries(
+        self, request: audit_pb.ListAuditEntriesRequest
+    ) -> audit_pb.ListAuditEntriesResponse:
+        """One page of budgetd's audit trail."""
+        return await self._call(self.audit.ListAuditEntries, request, admin=True)
 
     # -- budgets ------------------------------------------------------------------------
 

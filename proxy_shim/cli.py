@@ -24,11 +24,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     serve.add_argument("--addr", help="overrides SHIM_ADDR (host:port)")
     serve.add_argument("--config", help="overrides SHIM_CONFIG (YAML models file)")
     serve.add_argument("--budgetd-addr", help="overrides BUDGETD_ADDR")
+    serve.add_argument("--outbox-path", help="overrides SHIM_OUTBOX_PATH (charge outbox file)")
     serve.add_argument(
         "--fail-open",
         action="store_true",
         default=None,
-        help="serve calls UNMETERED when budgetd is unreachable (default: refuse with 503)",
+        help="serve calls when budgetd is unreachable, queueing their charges in the outbox "
+        "(default: refuse with 503)",
     )
     serve.add_argument(
         "--require-customer-id",
@@ -68,17 +70,28 @@ def _serve(args: argparse.Namespace) -> int:
     # httpx logs every upstream request at INFO; the shim's own call line already covers it.
     logging.getLogger("httpx").setLevel(logging.WARNING)
     from proxy_shim.app import StartupError, create_app
+    from proxy_shim.serving import uvicorn_options
 
     try:
         app = create_app(settings)
+        served = uvicorn_options(settings)
     except (ConfigError, StartupError) as error:
         log.error("cannot start: %s", error)
         return 2
     if settings.fail_open:
-        log.warning("--fail-open: calls are served UNMETERED while budgetd is unreachable")
+        log.warning(
+            "--fail-open: while budgetd is unreachable calls are served without a reservation "
+            "(budgets not enforced); their charges wait in the outbox until it is back"
+        )
     log.info(
         "serving",
-        extra={"fields": {"addr": settings.addr, "budgetd_addr": settings.budgetd_addr}},
+        extra={
+            "fields": {
+                "addr": settings.addr,
+                "budgetd_addr": settings.budgetd_addr,
+                "tls": settings.tls_cert_file is not None,
+            }
+        },
     )
     uvicorn.run(
         app,
@@ -87,6 +100,7 @@ def _serve(args: argparse.Namespace) -> int:
         log_config=None,
         access_log=False,
         timeout_graceful_shutdown=10,
+        **served,
     )
     return 0
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Mapping
 from typing import Any
 
@@ -22,7 +23,7 @@ def resolve_customer_id(headers: Mapping[str, str], body: Mapping[str, Any]) -> 
     for name in CUSTOMER_HEADERS:
         value = headers.get(name)
         if value and value.strip():
-            return _checked(value.strip(), name)
+            return _checked(_utf8(value.strip(), name), name)
     user = body.get("user")
     if user is not None and user != "":
         return _checked(user, "user")
@@ -41,6 +42,20 @@ def _checked(value: object, field: str) -> str:
         raise UnprocessableField(
             f"{field}: customer id is longer than {MAX_CUSTOMER_ID_LENGTH} characters", param=field
         )
-    if any(ord(ch) < 32 or ord(ch) == 127 for ch in value):
+    if any(unicodedata.category(ch) == "Cc" for ch in value):  # as budgetd's ids
         raise UnprocessableField(f"{field}: customer id contains control characters", param=field)
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise UnprocessableField(
+            f"{field}: customer id is not valid Unicode (it contains a lone surrogate)", param=field
+        ) from None
     return value
+
+
+def _utf8(value: str, field: str) -> str:
+    """A header's text: the server hands over its bytes as Latin-1; ids are UTF-8, as in JSON."""
+    try:
+        return value.encode("latin-1").decode("utf-8")
+    except UnicodeError:
+        raise UnprocessableField(f"{field}: customer id is not valid UTF-8", param=field) from None

@@ -9,6 +9,9 @@ HTTP status LiteLLM uses for it (``code`` is that status as a string, as LiteLLM
     ├── InvalidRequest         400  malformed JSON, conflicting fields, a state that forbids it
     ├── UnprocessableField     422  a field of the wrong type or out of range (names it)
     ├── NotFound               404  unknown customer, tier or model
+    ├── RequestTimeout         408  a request body that stalls (SHIM_BODY_TIMEOUT_SECONDS)
+    ├── PayloadTooLarge        413  a request body over SHIM_MAX_BODY_BYTES
+    ├── HeadersTooLarge        431  request line and headers over SHIM_MAX_HEADER_BYTES
     ├── BudgetExceeded         429  type budget_exceeded
     ├── CustomerBlocked        403
     ├── RateLimited            429  with Retry-After
@@ -29,6 +32,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 log = logging.getLogger("proxy_shim.errors")
@@ -88,6 +92,27 @@ class NotFound(ShimError):
     type = "not_found"
 
 
+class RequestTimeout(ShimError):
+    """The client stopped sending its request body."""
+
+    status = 408
+    type = "invalid_request_error"
+
+
+class PayloadTooLarge(ShimError):
+    """The request body is larger than the shim accepts."""
+
+    status = 413
+    type = "invalid_request_error"
+
+
+class HeadersTooLarge(ShimError):
+    """The request line and headers are larger than the shim accepts."""
+
+    status = 431
+    type = "invalid_request_error"
+
+
 class BudgetExceeded(ShimError):
     """The customer cannot afford the call."""
 
@@ -135,6 +160,29 @@ class InternalError(ShimError):
 
     status = 500
     type = "internal_error"
+
+
+class ErrorObject(BaseModel):
+    """OpenAI's error object."""
+
+    message: str
+    type: str
+    param: str | None
+    code: str
+
+
+class ErrorEnvelope(BaseModel):
+    """Every error answer of the shim: ``{"error": {...}}``."""
+
+    error: ErrorObject
+
+
+# Documents the error answers of every route in the OpenAPI schema (FastAPI's own 422 shape is
+# never sent: validation errors are OpenAI-shaped too). Upstream errors pass through as they came.
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    "4XX": {"model": ErrorEnvelope, "description": "OpenAI-shaped error"},
+    "5XX": {"model": ErrorEnvelope, "description": "OpenAI-shaped error"},
+}
 
 
 def error_body(

@@ -15,6 +15,12 @@ denial's ``remaining_nanos``, minus the prompt's cost, at the model's output pri
 that, and injects ``max_tokens`` into the upstream request, so not even the upstream can
 overspend. The trade-off: near the end of a budget, answers get shorter (possibly truncated with
 ``finish_reason: "length"``) instead of being refused.
+
+Settling: every charge goes through the durable outbox (``proxy_shim.outbox``): written and
+fsynced before the caller finishes its response, then sent to RecordSpend at once, and resent
+by the outbox's sender with the same request_id until budgetd acknowledges it. Under
+``--fail-open``, a call served while budgetd was unreachable has no reservation: its charge is
+queued for the customer alone and delivered when budgetd is back.
 """
 
 from __future__ import annotations
@@ -40,14 +46,13 @@ from proxy_shim.errors import (
     ShimError,
 )
 from proxy_shim.observe import UNMETERED
+from proxy_shim.outbox import Charge, Outbox, new_request_id
 from proxy_shim.settings import ShimSettings
 from proxy_shim.usd import render_usd
 
 log = logging.getLogger("proxy_shim.gate")
 
 _REASONS = spend_pb.DenialReason
-# RecordSpend is idempotent on request_id, so retrying a charge that may have landed is safe.
-_SETTLE_BACKOFF_SECONDS = (0.05, 0.25, 1.0)
 
 
 @dataclass
@@ -62,8 +67,10 @@ class Admission:
     injected_max_tokens: int | None = None
     spend_nanos: int | None = None
     remaining_nanos: int | None = None
-    # False when nothing is charged: no customer id, or budgetd down under --fail-open.
+    # False when the call holds no reservation: no customer id, or budgetd down under
+    # --fail-open (then ``fail_open`` is set, and the charge is queued in the outbox).
     metered: bool = True
+    fail_open: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,9 +143,10 @@ def refusal(decision: spend_pb.AuthorizeResponse, customer_id: str) -> ShimError
 class Gate:
     """Admits, settles and releases calls through budgetd."""
 
-    def __init__(self, budgetd: BudgetdClient, settings: ShimSettings) -> None:
+    def __init__(self, budgetd: BudgetdClient, settings: ShimSettings, outbox: Outbox) -> None:
         self._budgetd = budgetd
         self._settings = settings
+        self._outbox = outbox
         self._tasks: set[asyncio.Task[Any]] = set()
 
     def output_limit(self, route: ModelRoute) -> int:
@@ -196,11 +204,12 @@ class Gate:
                 raise
             UNMETERED.labels("fail_open").inc()
             log.error(
-                "budgetd unreachable: serving UNMETERED because of --fail-open (no outbox: "
-                "this call will never be charged)",
+                "budgetd unreachable: serving without a reservation because of --fail-open; "
+                "the charge is queued in the outbox and delivered when budgetd is back (the "
+                "budget is not enforced for this call)",
                 extra={"fields": {"customer": customer_id, "model": route.name}},
             )
-            return Admission(customer_id, route, prompt_tokens, metered=False)
+            return Admission(customer_id, route, prompt_tokens, metered=False, fail_open=True)
         if not decision.allowed:
             raise refusal(decision, customer_id)
         return Admission(
@@ -235,74 +244,43 @@ class Gate:
         )
 
     async def settle(self, admission: Admission, usage: TokenUsage) -> Settlement:
-        """Charge what a call used, settling its reservation.
+        """Charge what a call used, settling its reservation; see ``proxy_shim.outbox``.
 
-        Retries while budgetd is unavailable (RecordSpend is idempotent on its request_id). If
-        the charge still cannot be recorded it is logged loudly and counted; the reservation
-        then expires after budgetd's hold TTL. The cost is computed either way.
+        Returns once the charge is durable in the outbox, after one attempt at RecordSpend.
+        When budgetd did not acknowledge it (down, slow), the settlement has no spend figures
+        and the outbox's sender delivers the charge later. The cost is computed either way.
         """
         cost = admission.model.price.cost_nanos(usage)
-        if not admission.metered or admission.customer_id is None:
+        if admission.customer_id is None or not (admission.metered or admission.fail_open):
             return Settlement(cost, None, None)
-        request = spend_pb.RecordSpendRequest(
-            request_id=str(uuid.uuid4()),
+        charge = Charge(
+            request_id=new_request_id(),
             customer_id=admission.customer_id,
             reservation_id=admission.reservation_id,
             model=admission.model.name,
-            usage=spend_pb.Usage(
-                input_tokens=usage.input_tokens,
-                output_tokens=usage.output_tokens,
-                cached_input_tokens=usage.cached_input_tokens,
-            ),
+            usage=usage,
             cost_nanos=cost,
         )
-        for attempt, pause in enumerate((*_SETTLE_BACKOFF_SECONDS, None)):
-            try:
-                reply = await self._budgetd.record_spend(request)
-            except BudgetdUnavailable:
-                if pause is None:
-                    break
-                await asyncio.sleep(pause)
-                continue
-            except ShimError as error:
-                log.error(
-                    "charge refused by budgetd: %s",
-                    error.message,
-                    extra={"fields": {"customer": admission.customer_id, "attempt": attempt}},
-                )
-                break
-            return Settlement(
-                reply.charged_nanos,
-                reply.spend_nanos,
-                reply.remaining_nanos if reply.HasField("remaining_nanos") else None,
-            )
-        UNMETERED.labels("charge_failed").inc()
-        log.error(
-            "could not record a charge; the reservation will expire unsettled",
-            extra={
-                "fields": {
-                    "customer": admission.customer_id,
-                    "model": admission.model.name,
-                    "cost_nanos": cost,
-                    "reservation_id": admission.reservation_id,
-                }
-            },
+        # A fail-open call found budgetd unreachable a moment ago: leave it to the sender
+        # rather than make the client wait for a second deadline.
+        reply = await self._outbox.charge(charge, try_now=not admission.fail_open)
+        if reply is None:
+            return Settlement(cost, None, None)
+        return Settlement(
+            reply.charged_nanos,
+            reply.spend_nanos,
+            reply.remaining_nanos if reply.HasField("remaining_nanos") else None,
         )
-        return Settlement(cost, None, None)
 
     async def release(self, admission: Admission) -> None:
-        """Give a reservation back without charging (the upstream failed)."""
+        """Give a reservation back without charging (the upstream failed).
+
+        Tried at once; queued in the outbox only if budgetd cannot be reached. A release lost
+        anyway (the shim killed first) costs no money: the hold expires after its TTL.
+        """
         if not admission.reservation_id:
             return
-        try:
-            await self._budgetd.release(admission.reservation_id)
-        except ShimError as error:
-            # The hold expires after its TTL anyway; the customer is only blocked until then.
-            log.error(
-                "could not release a reservation: %s",
-                error.message,
-                extra={"fields": {"reservation_id": admission.reservation_id}},
-            )
+        await self._outbox.release(admission.reservation_id)
 
     def in_background(self, work: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
         """Run ``work`` to completion even if the request that started it is cancelled.

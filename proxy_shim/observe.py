@@ -41,7 +41,8 @@ TOKENS = Counter("shim_tokens_total", "Tokens metered, by model and kind.", ["mo
 SPEND = Counter("shim_spend_usd_total", "USD charged to customers, by model.", ["model"])
 UNMETERED = Counter(
     "shim_unmetered_calls_total",
-    "Calls served without a charge reaching budgetd, by reason.",
+    "Calls served without a reservation, by reason: no customer id, or budgetd down under "
+    "--fail-open (those are charged later, through the outbox).",
     ["reason"],
 )
 

@@ -42,10 +42,17 @@ class ShimSettings(BaseSettings):
         validation_alias=AliasChoices("admin_token", "BUDGETD_ADMIN_TOKEN"),
         description="The shim's credential toward budgetd's management RPCs",
     )
+    gateway_token: SecretStr | None = Field(
+        None,
+        validation_alias=AliasChoices("gateway_token", "BUDGETD_GATEWAY_TOKEN"),
+        description="The shim's credential toward budgetd's Authorize, RecordSpend and "
+        "ReleaseReservation, when budgetd requires one",
+    )
     fail_open: bool = Field(
         False,
         validation_alias=AliasChoices("fail_open", "SHIM_FAIL_OPEN"),
-        description="Serve calls unmetered when budgetd is unreachable (default: refuse, 503)",
+        description="Serve calls without a reservation when budgetd is unreachable, queueing "
+        "their charges in the outbox (default: refuse, 503)",
     )
     require_customer_id: bool = Field(
         False,
@@ -77,10 +84,71 @@ class ShimSettings(BaseSettings):
         ),
         description="Output reserved for an uncapped call when neither config nor prices know",
     )
+    outbox_path: Path = Field(
+        Path("shim-outbox.db"),
+        validation_alias=AliasChoices("outbox_path", "SHIM_OUTBOX_PATH"),
+        description="SQLite file of charges not yet acknowledged by budgetd (one per shim)",
+    )
+    outbox_drain_seconds: float = Field(
+        5.0,
+        ge=0,
+        validation_alias=AliasChoices("outbox_drain_seconds", "SHIM_OUTBOX_DRAIN_SECONDS"),
+        description="At shutdown, how long to keep delivering the outbox before exiting",
+    )
+    test_pause_before_record: Path | None = Field(
+        None,
+        validation_alias=AliasChoices("test_pause_before_record", "SHIM_TEST_PAUSE_BEFORE_RECORD"),
+        description="TESTS ONLY: after a charge is written to the outbox and before RecordSpend, "
+        "create this file and wait while it exists (so a test can kill -9 the shim there)",
+    )
     log_level: str = Field(
         "INFO",
         validation_alias=AliasChoices("log_level", "SHIM_LOG_LEVEL"),
         description="Python logging level",
+    )
+    # -- TLS and limits against oversized and slow clients (proxy_shim.serving) --------------
+    tls_cert_file: Path | None = Field(
+        None,
+        validation_alias=AliasChoices("tls_cert_file", "SHIM_TLS_CERT_FILE"),
+        description="PEM certificate (chain) to serve HTTPS with; needs SHIM_TLS_KEY_FILE",
+    )
+    tls_key_file: Path | None = Field(
+        None,
+        validation_alias=AliasChoices("tls_key_file", "SHIM_TLS_KEY_FILE"),
+        description="PEM private key of SHIM_TLS_CERT_FILE",
+    )
+    max_body_bytes: int = Field(
+        4 * 1024 * 1024,
+        gt=0,
+        validation_alias=AliasChoices("max_body_bytes", "SHIM_MAX_BODY_BYTES"),
+        description="Largest request body; a larger one is refused with 413 while it is read",
+    )
+    max_header_bytes: int = Field(
+        16 * 1024,
+        gt=0,
+        validation_alias=AliasChoices("max_header_bytes", "SHIM_MAX_HEADER_BYTES"),
+        description="Largest request line plus headers; a larger one is refused with 431",
+    )
+    header_timeout_seconds: float = Field(
+        10.0,
+        gt=0,
+        validation_alias=AliasChoices("header_timeout_seconds", "SHIM_HEADER_TIMEOUT_SECONDS"),
+        description="A request's line and headers must arrive within this time of the "
+        "connection (or the request's first byte); else the connection is closed",
+    )
+    body_timeout_seconds: float = Field(
+        30.0,
+        gt=0,
+        validation_alias=AliasChoices("body_timeout_seconds", "SHIM_BODY_TIMEOUT_SECONDS"),
+        description="Longest wait for the next piece of a request body; else 408",
+    )
+    keep_alive_timeout_seconds: float = Field(
+        5.0,
+        gt=0,
+        validation_alias=AliasChoices(
+            "keep_alive_timeout_seconds", "SHIM_KEEP_ALIVE_TIMEOUT_SECONDS"
+        ),
+        description="How long an idle keep-alive connection stays open between requests",
     )
 
     @property

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Annotated
 
 import httpx
 from fastapi import Depends, Request
 
+from budgetd.domain.actors import fingerprint
 from proxy_shim.budgetd_client import BudgetdClient
 from proxy_shim.config import ShimConfig
 from proxy_shim.gate import Gate
-from proxy_shim.keys import KeyRing
+from proxy_shim.keys import KeyRing, bearer_token
 from proxy_shim.settings import ShimSettings
 
 
@@ -34,10 +36,15 @@ def shim_state(request: Request) -> ShimState:
 
 
 def admin_state(request: Request) -> ShimState:
-    """The shared state, for routes that need the master key."""
+    """The shared state, for routes that need the master key.
+
+    Its budgetd client names the caller to budgetd's audit trail by the fingerprint of the key
+    it presented (``key:<16 hex>``), never the key.
+    """
     state = shim_state(request)
     state.keys.require(request, admin=True)
-    return state
+    actor = fingerprint(bearer_token(request) or "", "key")
+    return dataclasses.replace(state, budgetd=state.budgetd.acting_for(actor))
 
 
 # Dependency-typed parameters for routes.

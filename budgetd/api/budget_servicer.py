@@ -5,6 +5,7 @@ from __future__ import annotations
 import grpc
 
 from budgetd.api import convert
+from budgetd.api.actor import Actors
 from budgetd.domain.budgets import BudgetService
 from budgetd.v1 import budget_service_pb2 as pb
 from budgetd.v1 import budget_service_pb2_grpc as pb_grpc
@@ -13,8 +14,9 @@ from budgetd.v1 import budget_service_pb2_grpc as pb_grpc
 class BudgetServicer(pb_grpc.BudgetServiceServicer):
     """Pricing-tier management; every method needs the admin token."""
 
-    def __init__(self, budgets: BudgetService) -> None:
+    def __init__(self, budgets: BudgetService, actors: Actors) -> None:
         self._budgets = budgets
+        self._actors = actors
 
     def CreateBudget(
         self, request: pb.CreateBudgetRequest, context: grpc.ServicerContext
@@ -23,6 +25,7 @@ class BudgetServicer(pb_grpc.BudgetServiceServicer):
             request.budget.budget_id,
             convert.limits_from_proto(request.budget.limits),
             request.request_id,
+            actor=self._actors.of(context.invocation_metadata()),
         )
         return pb.CreateBudgetResponse(budget=convert.budget_to_proto(budget))
 
@@ -36,13 +39,17 @@ class BudgetServicer(pb_grpc.BudgetServiceServicer):
         self, request: pb.UpdateBudgetRequest, context: grpc.ServicerContext
     ) -> pb.UpdateBudgetResponse:
         patch = convert.limits_patch(request.budget, request.update_mask)
-        budget = self._budgets.update(request.budget.budget_id, patch)
+        budget = self._budgets.update(
+            request.budget.budget_id, patch, actor=self._actors.of(context.invocation_metadata())
+        )
         return pb.UpdateBudgetResponse(budget=convert.budget_to_proto(budget))
 
     def DeleteBudget(
         self, request: pb.DeleteBudgetRequest, context: grpc.ServicerContext
     ) -> pb.DeleteBudgetResponse:
-        budget = self._budgets.delete(request.budget_id)
+        budget = self._budgets.delete(
+            request.budget_id, actor=self._actors.of(context.invocation_metadata())
+        )
         return pb.DeleteBudgetResponse(budget=convert.budget_to_proto(budget))
 
     def ListBudgets(

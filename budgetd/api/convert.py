@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from typing import Any
 
@@ -11,6 +12,7 @@ from google.protobuf.field_mask_pb2 import FieldMask
 from budgetd.domain.customers import UPDATABLE, CustomerChanges, NewCustomer
 from budgetd.domain.limits import LIMIT_FIELDS, LimitsPatch
 from budgetd.domain.records import (
+    AuditEntry,
     Budget,
     BudgetLimits,
     Charge,
@@ -21,6 +23,7 @@ from budgetd.domain.records import (
     ModelBudget,
 )
 from budgetd.errors import InvalidArgument
+from budgetd.v1 import audit_service_pb2 as audit_pb
 from budgetd.v1 import resources_pb2 as res
 from budgetd.v1 import spend_service_pb2 as spend_pb
 
@@ -265,3 +268,23 @@ def charge_to_proto(charge: Charge) -> spend_pb.RecordSpendResponse:
     if charge.remaining_nanos is not None:
         message.remaining_nanos = charge.remaining_nanos
     return message
+
+
+def audit_entry_to_proto(entry: AuditEntry) -> audit_pb.AuditEntry:
+    """An AuditEntry message; settings as compact JSON with sorted keys, empty when absent."""
+    message = audit_pb.AuditEntry(
+        entry_id=entry.entry_id,
+        actor=entry.actor,
+        via=entry.via or "",
+        action=entry.action,
+        target_type=entry.target_type,
+        target_id=entry.target_id,
+        before_json=_json_or_empty(entry.before),
+        after_json=_json_or_empty(entry.after),
+    )
+    message.create_time.FromMicroseconds(entry.created_us)
+    return message
+
+
+def _json_or_empty(value: object) -> str:
+    return "" if value is None else json.dumps(value, separators=(",", ":"), sort_keys=True)

@@ -19,6 +19,7 @@ from budgetd.api.auth import AdminAuth
 from budgetd.api.metrics import CALLS, LATENCY
 from budgetd.api.status import status_code
 from budgetd.errors import BudgetdError
+from budgetd.store.deadlines import call_deadline
 
 log = logging.getLogger("budgetd.calls")
 
@@ -55,7 +56,9 @@ def guard(behavior: Behavior, method: str, auth: AdminAuth | None) -> Behavior:
         try:
             if auth is not None:
                 auth.check(context.invocation_metadata())
-            response = behavior(request, context)
+            # Store work ends with the call's deadline; one already past never reaches the store.
+            with call_deadline(context.time_remaining()):
+                response = behavior(request, context)
             return response
         except BudgetdError as error:
             code, detail = status_code(error), error.message

@@ -19,9 +19,13 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from budgetd.api.auth import AdminAuth
+from budgetd.api import tls
+from budgetd.api.actor import Actors
+from budgetd.api.audit_servicer import AuditServicer
+from budgetd.api.auth import AdminAuth, GatewayAuth
 from budgetd.api.budget_servicer import BudgetServicer
 from budgetd.api.customer_servicer import CustomerServicer
+from budgetd.api.gateway import GatewayTokenInterceptor, method_paths
 from budgetd.api.guard import GuardedServicer
 from budgetd.api.spend_servicer import ADMIN_METHODS as SPEND_ADMIN_METHODS
 from budgetd.api.spend_servicer import SpendServicer
@@ -30,8 +34,16 @@ from budgetd.envoy import authz as envoy_authz
 from budgetd.envoy import ext_proc as envoy_ext_proc
 from budgetd.envoy import ratelimit as envoy_ratelimit
 from budgetd.envoy.options import EnvoyOptions
+from budgetd.errors import Unavailable
 from budgetd.settings import Settings
-from budgetd.v1 import budget_service_pb2, customer_service_pb2, spend_service_pb2
+from budgetd.store.health import StoreHealth
+from budgetd.v1 import (
+    audit_service_pb2,
+    budget_service_pb2,
+    customer_service_pb2,
+    spend_service_pb2,
+)
+from budgetd.v1 import audit_service_pb2_grpc as audit_grpc
 from budgetd.v1 import budget_service_pb2_grpc as budget_grpc
 from budgetd.v1 import customer_service_pb2_grpc as customer_grpc
 from budgetd.v1 import spend_service_pb2_grpc as spend_grpc
@@ -41,12 +53,22 @@ log = logging.getLogger("budgetd.server")
 SPEND = spend_service_pb2.DESCRIPTOR.services_by_name["SpendService"]
 CUSTOMERS = customer_service_pb2.DESCRIPTOR.services_by_name["CustomerService"]
 BUDGETS = budget_service_pb2.DESCRIPTOR.services_by_name["BudgetService"]
-SERVICE_NAMES = (SPEND.full_name, CUSTOMERS.full_name, BUDGETS.full_name)
+AUDIT = audit_service_pb2.DESCRIPTOR.services_by_name["AuditService"]
+SERVICE_NAMES = (SPEND.full_name, CUSTOMERS.full_name, BUDGETS.full_name, AUDIT.full_name)
 # Envoy's ext_authz, ext_proc and rate limit service APIs over the same domain (budgetd.envoy).
 ENVOY_SERVICE_NAMES = (
     envoy_authz.DESCRIPTOR.full_name,
     envoy_ext_proc.DESCRIPTOR.full_name,
     envoy_ratelimit.DESCRIPTOR.full_name,
+)
+# The gateway's hot path: what BUDGETD_GATEWAY_TOKEN guards (budgetd.api.gateway).
+GATEWAY_METHODS = method_paths(
+    [
+        (SPEND, SPEND_ADMIN_METHODS),
+        (envoy_authz.DESCRIPTOR, ()),
+        (envoy_ext_proc.DESCRIPTOR, ()),
+        (envoy_ratelimit.DESCRIPTOR, ()),
+    ]
 )
 
 
@@ -61,9 +83,8 @@ class Registration:
 
 def registrations(app: Budgetd, auth: AdminAuth) -> list[Registration]:
     """Every budgetd.v1 servicer, wrapped by the guard; used by the server and by tests."""
-    every = frozenset(m.name for m in CUSTOMERS.methods) | frozenset(
-        m.name for m in BUDGETS.methods
-    )
+    every = frozenset(m.name for service in (CUSTOMERS, BUDGETS, AUDIT) for m in service.methods)
+    actors = Actors(auth)
     return [
         Registration(
             SPEND,
@@ -72,13 +93,18 @@ def registrations(app: Budgetd, auth: AdminAuth) -> list[Registration]:
         ),
         Registration(
             CUSTOMERS,
-            GuardedServicer(CustomerServicer(app.customers), CUSTOMERS, auth, every),
+            GuardedServicer(CustomerServicer(app.customers, actors), CUSTOMERS, auth, every),
             customer_grpc.add_CustomerServiceServicer_to_server,
         ),
         Registration(
             BUDGETS,
-            GuardedServicer(BudgetServicer(app.budgets), BUDGETS, auth, every),
+            GuardedServicer(BudgetServicer(app.budgets, actors), BUDGETS, auth, every),
             budget_grpc.add_BudgetServiceServicer_to_server,
+        ),
+        Registration(
+            AUDIT,
+            GuardedServicer(AuditServicer(app.audit), AUDIT, auth, every),
+            audit_grpc.add_AuditServiceServicer_to_server,
         ),
     ]
 
@@ -122,16 +148,24 @@ class Server:
         self._app = app
         self._settings = settings
         self._executor = ThreadPoolExecutor(settings.workers, thread_name_prefix="rpc")
+        token = settings.admin_token.get_secret_value() if settings.admin_token else None
+        admin = AdminAuth(token)
+        gateway = GatewayAuth(
+            settings.gateway_token.get_secret_value() if settings.gateway_token else None, admin
+        )
+        interceptors: list[grpc.aio.ServerInterceptor] = []
+        if gateway.enabled:  # only a configured token costs an interceptor call per RPC
+            interceptors.append(GatewayTokenInterceptor(gateway, GATEWAY_METHODS))
         self._server = grpc.aio.server(
             migration_thread_pool=self._executor,
+            interceptors=interceptors,
             options=[
                 ("grpc.max_receive_message_length", settings.max_message_bytes),
                 ("grpc.max_send_message_length", settings.max_message_bytes),
             ],
         )
         self.health = health.aio.HealthServicer()
-        token = settings.admin_token.get_secret_value() if settings.admin_token else None
-        for reg in registrations(app, AdminAuth(token)):
+        for reg in registrations(app, admin):
             reg.add_to_server(reg.servicer, self._server)
         for reg in envoy_registrations(app, settings, self._executor):
             reg.add_to_server(reg.servicer, self._server)
@@ -140,7 +174,11 @@ class Server:
             (*SERVICE_NAMES, *ENVOY_SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME),
             self._server,
         )
-        self.port = self._server.add_insecure_port(settings.grpc_addr)
+        credentials = tls.server_credentials(settings)
+        if credentials is None:
+            self.port = self._server.add_insecure_port(settings.grpc_addr)
+        else:
+            self.port = self._server.add_secure_port(settings.grpc_addr, credentials)
         if not self.port:
             raise OSError(f"cannot listen on {settings.grpc_addr}")
         # Sweeps and webhooks run on threads of their own, so a slow webhook never takes an
@@ -148,12 +186,18 @@ class Server:
         # until its timeout must not hold up hold expiry either.
         self._background = ThreadPoolExecutor(2, thread_name_prefix="background")
         self._tasks: list[asyncio.Task[None]] = []
+        # Health follows the store's: NOT_SERVING while it does not answer (budgetd.store.health).
+        self.store = StoreHealth(app.db, settings.store_check_interval_seconds, self._store_changed)
+        self._reports: set[asyncio.Future[None]] = set()
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     async def start(self) -> None:
-        """Accept calls and report SERVING."""
+        """Accept calls and report SERVING (NOT_SERVING while the store does not answer)."""
         await self._server.start()
-        for name in ("", *SERVICE_NAMES, *ENVOY_SERVICE_NAMES):
-            await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        self._loop = asyncio.get_running_loop()
+        await self._loop.run_in_executor(self._background, self.store.check)
+        await self._report_health()
+        self.store.start()
         jobs: list[tuple[float, Callable[[], object], str]] = [
             (self._settings.expiry_interval_seconds, self._app.spend.expire_due, "expiring holds")
         ]
@@ -169,11 +213,32 @@ class Server:
         for task in self._tasks:
             task.cancel()
         await self._server.stop(self._settings.shutdown_grace_seconds)
+        self.store.stop()
         self._executor.shutdown(wait=True)
         self._background.shutdown(wait=True)
         if self._app.alerts is not None:
             self._app.alerts.close()
         self._app.db.dispose()
+
+    def _store_changed(self, _up: bool) -> None:
+        """From the health check's thread: report the store's new state on the event loop."""
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._schedule_health_report)
+
+    def _schedule_health_report(self) -> None:
+        report = asyncio.ensure_future(self._report_health())
+        self._reports.add(report)
+        report.add_done_callback(self._reports.discard)
+
+    async def _report_health(self) -> None:
+        # The latest state, whatever the order reports run in.
+        status = (
+            health_pb2.HealthCheckResponse.SERVING
+            if self.store.up
+            else health_pb2.HealthCheckResponse.NOT_SERVING
+        )
+        for name in ("", *SERVICE_NAMES, *ENVOY_SERVICE_NAMES):
+            await self.health.set(name, status)
 
     async def _every(self, interval: float, job: Callable[[], object], what: str) -> None:
         loop = asyncio.get_running_loop()
@@ -181,6 +246,8 @@ class Server:
             await asyncio.sleep(interval)
             try:
                 await loop.run_in_executor(self._background, job)
+            except Unavailable as error:  # an outage: the health check reports it
+                log.warning("%s: %s; retrying next round", what, error.message)
             except Exception:
                 log.exception("%s failed; retrying next round", what)
 

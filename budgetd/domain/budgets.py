@@ -5,6 +5,8 @@ from __future__ import annotations
 from sqlalchemy import exc as sa_exc
 
 from budgetd.clock import Clock
+from budgetd.domain.actors import INTERNAL, Actor
+from budgetd.domain.audit import AuditTrail
 from budgetd.domain.customers import PRIVATE_BUDGET_PREFIX
 from budgetd.domain.limits import LimitsPatch, check_limits
 from budgetd.domain.paging import decode_token, encode_token
@@ -24,8 +26,16 @@ class BudgetService:
         self._clock = clock
         self._budgets = BudgetRepository()
         self._customers = CustomerRepository()
+        self._audit = AuditTrail()
 
-    def create(self, budget_id: str, limits: BudgetLimits, request_id: str = "") -> Budget:
+    def create(
+        self,
+        budget_id: str,
+        limits: BudgetLimits,
+        request_id: str = "",
+        *,
+        actor: Actor = INTERNAL,
+    ) -> Budget:
         """Create a tier. A retry with the same request_id returns the tier created first."""
         require_id(budget_id, "budget.budget_id")
         if budget_id.startswith(PRIVATE_BUDGET_PREFIX):
@@ -35,12 +45,13 @@ class BudgetService:
             )
         check_limits(limits, "budget.limits")
         request = optional_id(request_id, "request_id")
+        now = self._clock.now_us()
         try:
             with self._db.write() as conn:
-                self._budgets.insert(
-                    conn, budget_id, limits, now_us=self._clock.now_us(), request_id=request
-                )
+                self._budgets.insert(conn, budget_id, limits, now_us=now, request_id=request)
                 created = self._budgets.get_tier(conn, budget_id)
+                assert created is not None
+                self._audit.budget(conn, actor, "budget.create", None, created, now)
         except sa_exc.IntegrityError as exc:
             with self._db.write() as conn:
                 first = self._budgets.get_tier(conn, budget_id)
@@ -51,7 +62,6 @@ class BudgetService:
                 ):
                     return first
             raise AlreadyExists(f"budget {budget_id!r} already exists") from exc
-        assert created is not None
         return created
 
     def get(self, budget_id: str) -> Budget:
@@ -63,22 +73,25 @@ class BudgetService:
             raise NotFound(f"budget {budget_id!r} not found")
         return budget
 
-    def update(self, budget_id: str, patch: LimitsPatch) -> Budget:
+    def update(self, budget_id: str, patch: LimitsPatch, *, actor: Actor = INTERNAL) -> Budget:
         """Change some of a tier's limits."""
         require_id(budget_id, "budget.budget_id")
+        now = self._clock.now_us()
         with self._db.write() as conn:
             current = self._budgets.get_tier(conn, budget_id)
             if current is None:
                 raise NotFound(f"budget {budget_id!r} not found")
             limits = check_limits(patch.apply(current.limits), "budget.limits")
-            self._budgets.set_limits(conn, budget_id, limits, now_us=self._clock.now_us())
+            self._budgets.set_limits(conn, budget_id, limits, now_us=now)
             updated = self._budgets.get_tier(conn, budget_id)
-        assert updated is not None
+            assert updated is not None
+            self._audit.budget(conn, actor, "budget.update", current, updated, now)
         return updated
 
-    def delete(self, budget_id: str) -> Budget:
+    def delete(self, budget_id: str, *, actor: Actor = INTERNAL) -> Budget:
         """Delete a tier nobody is on; returns it as it was."""
         require_id(budget_id, "budget_id")
+        now = self._clock.now_us()
         try:
             with self._db.write() as conn:
                 current = self._budgets.get_tier(conn, budget_id)
@@ -87,6 +100,7 @@ class BudgetService:
                 if current.customer_count:
                     raise _in_use(budget_id, current.customer_count)
                 self._budgets.delete(conn, budget_id)
+                self._audit.budget(conn, actor, "budget.delete", current, None, now)
         except sa_exc.IntegrityError as exc:
             # A customer joined the tier between the count and the delete.
             raise _in_use(budget_id, None) from exc

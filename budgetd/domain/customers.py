@@ -13,6 +13,8 @@ from sqlalchemy import exc as sa_exc
 
 from budgetd.clock import Clock
 from budgetd.domain.accounts import as_of, window_rule
+from budgetd.domain.actors import INTERNAL, Actor
+from budgetd.domain.audit import AuditTrail
 from budgetd.domain.limits import LimitsPatch, check_limits
 from budgetd.domain.paging import decode_token, encode_token
 from budgetd.domain.records import BudgetLimits, Customer, Page
@@ -75,8 +77,11 @@ class CustomerService:
         self._zone = time_zone
         self._customers = CustomerRepository()
         self._budgets = BudgetRepository()
+        self._audit = AuditTrail()
 
-    def create(self, new: NewCustomer, request_id: str = "") -> Customer:
+    def create(
+        self, new: NewCustomer, request_id: str = "", *, actor: Actor = INTERNAL
+    ) -> Customer:
         """Create a customer on a tier, with its own limits, or with neither (unlimited)."""
         user_id = require_id(new.user_id, "customer.user_id")
         request = optional_id(request_id, "request_id")
@@ -106,6 +111,8 @@ class CustomerService:
                     conn, {"user_id": user_id, "create_request_id": request, **values}, now_us=now
                 )
                 created = self._customers.get(conn, user_id)
+                assert created is not None
+                self._audit.customer(conn, actor, "customer.create", None, created, now)
         except sa_exc.IntegrityError as exc:
             with self._db.write() as conn:
                 first = self._customers.get(conn, user_id)
@@ -116,7 +123,6 @@ class CustomerService:
                 ):
                     return self._current(first)
             raise AlreadyExists(f"customer {user_id!r} already exists") from exc
-        assert created is not None
         return self._current(created)
 
     def get(self, user_id: str) -> Customer:
@@ -128,7 +134,9 @@ class CustomerService:
             raise NotFound(f"customer {user_id!r} not found")
         return self._current(customer)
 
-    def update(self, user_id: str, changes: CustomerChanges) -> Customer:
+    def update(
+        self, user_id: str, changes: CustomerChanges, *, actor: Actor = INTERNAL
+    ) -> Customer:
         """Apply exactly the given changes; ``blocked=False`` or a 0 budget are set as given."""
         require_id(user_id, "customer.user_id")
         values = _checked_values(dict(changes.values))
@@ -162,26 +170,35 @@ class CustomerService:
             if private is not None and target != private:
                 self._budgets.delete(conn, private)
             updated = self._customers.get(conn, user_id)
-        assert updated is not None
+            assert updated is not None
+            self._audit.customer_updated(conn, actor, current, updated, now)
         return self._current(updated)
 
-    def delete(self, user_ids: Sequence[str]) -> int:
+    def delete(self, user_ids: Sequence[str], *, actor: Actor = INTERNAL) -> int:
         """Delete all the named customers, or none if any is unknown. Ledger entries stay."""
         ids = self._checked_ids(user_ids)
+        now = self._clock.now_us()
         with self._db.write() as conn:
-            self._require_all(conn, ids)
+            for customer in self._require_all(conn, ids):
+                self._audit.customer(conn, actor, "customer.delete", customer, None, now)
             for budget_id in self._customers.delete(conn, ids):
                 if budget_id and budget_id.startswith(PRIVATE_BUDGET_PREFIX):
                     self._budgets.delete(conn, budget_id)
         return len(ids)
 
-    def set_blocked(self, user_ids: Sequence[str], blocked: bool) -> list[Customer]:
+    def set_blocked(
+        self, user_ids: Sequence[str], blocked: bool, *, actor: Actor = INTERNAL
+    ) -> list[Customer]:
         """Block or unblock all the named customers, or none if any is unknown."""
         ids = self._checked_ids(user_ids)
+        now = self._clock.now_us()
+        action = "customer.block" if blocked else "customer.unblock"
         with self._db.write() as conn:
-            self._require_all(conn, ids)
-            self._customers.update(conn, ids, {"blocked": blocked}, now_us=self._clock.now_us())
+            before = {c.user_id: c for c in self._require_all(conn, ids)}
+            self._customers.update(conn, ids, {"blocked": blocked}, now_us=now)
             customers = self._customers.get_many(conn, ids)
+            for customer in customers:
+                self._audit.customer(conn, actor, action, before[customer.user_id], customer, now)
         return [self._current(c) for c in customers]
 
     def list(self, page_size: int, page_token: str, budget_id: str = "") -> Page[Customer]:
@@ -210,11 +227,14 @@ class CustomerService:
         if self._budgets.get_tier(conn, budget_id) is None:
             raise NotFound(f"{field_name}: budget {budget_id!r} not found")
 
-    def _require_all(self, conn: Connection, ids: Sequence[str]) -> None:
-        found = {c.user_id for c in self._customers.get_many(conn, ids)}
+    def _require_all(self, conn: Connection, ids: Sequence[str]) -> Sequence[Customer]:
+        """The named customers in user_id order; NotFound when any is unknown."""
+        customers = self._customers.get_many(conn, ids)
+        found = {c.user_id for c in customers}
         missing = [i for i in ids if i not in found]
         if missing:
             raise NotFound(f"customer {missing[0]!r} not found; nothing was changed")
+        return customers
 
     @staticmethod
     def _checked_ids(user_ids: Sequence[str]) -> Sequence[str]:

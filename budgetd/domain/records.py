@@ -182,3 +182,18 @@ def remaining(max_budget: int | None, spend: int, reserved: int) -> int | None:
     if max_budget is None:
         return None
     return max(0, max_budget - spend - reserved)
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEntry:
+    """One management change: who, when, what, and the target's settings before and after."""
+
+    entry_id: int
+    created_us: int
+    actor: str  # a credential's fingerprint ("token:<16 hex>", "key:<16 hex>") or a role
+    via: str | None  # the credential that forwarded ``actor``, when it was forwarded
+    action: str  # e.g. "customer.update", "budget.delete"
+    target_type: str  # "customer" or "budget"
+    target_id: str
+    before: Mapping[str, Any] | None  # None for a create
+    after: Mapping[str, Any] | None  # None for a delete

@@ -38,6 +38,7 @@ from budgetd.envoy.headers import (
 from budgetd.envoy.observe import CallRecord, answered
 from budgetd.envoy.options import EnvoyOptions
 from budgetd.errors import BudgetdError, Unavailable
+from budgetd.store.deadlines import call_deadline
 
 log = logging.getLogger("budgetd.envoy")
 
@@ -84,7 +85,9 @@ class AuthorizationServicer:
             )
         _check_deadline(context)
         try:
-            decision = self._spend.authorize(call_estimate(call, self._options, call.customer_id))
+            with call_deadline(context.time_remaining()):
+                estimate = call_estimate(call, self._options, call.customer_id)
+                decision = self._spend.authorize(estimate)
         except BudgetdError as error:
             refusal = refusals.for_error(error)
             if refusal is None:

@@ -24,6 +24,7 @@ from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.pool import ConnectionPoolEntry
 
 from budgetd.errors import Unavailable
+from budgetd.store import deadlines, postgres
 from budgetd.store.group_commit import GroupCommit
 from budgetd.store.metrics import STORE_LATENCY
 
@@ -31,10 +32,14 @@ from budgetd.store.metrics import STORE_LATENCY
 class Database:
     """An engine plus the transaction discipline budgetd relies on."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, timeout_s: float = 5.0) -> None:
         self.engine = engine
         self.is_sqlite = engine.dialect.name == "sqlite"
         self._group = GroupCommit(engine) if self.is_sqlite else None
+        self.timeout_s = timeout_s
+        # Set by the store health check (budgetd.store.health) while the store does not answer:
+        # units of work then fail at once instead of each waiting for its timeout.
+        self.outage: str | None = None
 
     @classmethod
     def connect(
@@ -43,16 +48,21 @@ class Database:
         *,
         pool_size: int = 10,
         sqlite_synchronous: str = "FULL",
-        connect_timeout_s: float = 5.0,
+        timeout_s: float = 5.0,
     ) -> Database:
-        """Create the engine for a URL (``sqlite:///path`` or ``postgresql+psycopg://...``)."""
+        """Create the engine for a URL (``sqlite:///path`` or ``postgresql+psycopg://...``).
+
+        ``timeout_s`` bounds each unit of work's waits: for a connection from the pool, and on
+        PostgreSQL for connecting and for each statement or lock (see ``budgetd.store.postgres``);
+        a call's deadline shortens it further.
+        """
         parsed = make_url(url)
         if parsed.get_backend_name() == "sqlite":
             engine = create_engine(
                 parsed,
                 pool_size=pool_size,
                 max_overflow=0,
-                connect_args={"check_same_thread": False, "timeout": connect_timeout_s},
+                connect_args={"check_same_thread": False, "timeout": timeout_s},
             )
             _configure_sqlite(engine, sqlite_synchronous)
         else:
@@ -63,10 +73,10 @@ class Database:
                 pool_size=pool_size,
                 max_overflow=0,
                 pool_pre_ping=True,
-                pool_timeout=connect_timeout_s,
-                connect_args={"connect_timeout": max(1, int(connect_timeout_s))},
+                pool_timeout=timeout_s,
             )
-        return cls(engine)
+            postgres.configure(engine, timeout_s)
+        return cls(engine, timeout_s)
 
     @contextmanager
     def write(self) -> Iterator[Connection]:
@@ -90,9 +100,12 @@ class Database:
 
     @contextmanager
     def _translated(self, kind: str) -> Iterator[None]:
+        if self.outage is not None:
+            raise Unavailable(f"store unavailable: {self.outage}")
         started = time.perf_counter()
         try:
-            yield
+            with deadlines.store_work(self.timeout_s):
+                yield
         except sa_exc.OperationalError as exc:
             # Connection refused, server gone, database locked past the timeout: all retryable.
             raise Unavailable(f"store unavailable: {_first_line(exc.orig)}") from exc

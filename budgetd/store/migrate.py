@@ -41,6 +41,10 @@ def upgrade(db: Database) -> None:
     config = _config()
     with db.engine.begin() as conn:
         if conn.dialect.name == "postgresql":
+            # Serving connections bound every statement and lock wait (budgetd.store.postgres);
+            # a migration may take its time, and waits for another replica's migration.
+            conn.execute(text("SET LOCAL statement_timeout = 0"))
+            conn.execute(text("SET LOCAL lock_timeout = 0"))
             conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _ADVISORY_LOCK})
         config.attributes["connection"] = conn
         command.upgrade(config, "head")

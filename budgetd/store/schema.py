@@ -199,3 +199,24 @@ alerts = Table(
     Column("delivered_us", BigInteger),
     Index("ix_alerts_pending", "delivered_us", "next_attempt_us"),
 )
+
+# The audit trail: one row per management change, written in the change's own transaction and
+# never updated. ``before_json``/``after_json`` hold the target's settings (NULL for a create or
+# a delete); ``actor``/``via`` are credential fingerprints, never secrets.
+audit_entries = Table(
+    "audit_entries",
+    metadata,
+    Column("entry_id", AutoId, primary_key=True, autoincrement=True),
+    Column("created_us", BigInteger, nullable=False),
+    Column("actor", String(64), nullable=False),
+    Column("via", String(64)),
+    Column("action", String(32), nullable=False),
+    Column("target_type", String(16), nullable=False),
+    Column("target_id", String(ID_LENGTH), nullable=False),
+    Column("before_json", Text),
+    Column("after_json", Text),
+    Index("ix_audit_entries_target", "target_id", "entry_id"),
+    Index("ix_audit_entries_action", "action", "entry_id"),
+    # Ids only grow, even if old entries are pruned, so page tokens stay valid.
+    sqlite_autoincrement=True,
+)

@@ -16,6 +16,11 @@ the call is settled with what is known: the prompt estimate as input and the out
 far at 4 characters per token, rounded up (or the upstream's usage, if its final chunk arrived).
 The settlement runs in a task of its own, so the client's disconnect cannot cancel it: the hold
 is never leaked and the charge never dropped.
+
+Every charge is written to the durable outbox (``proxy_shim.outbox``) before the response ends:
+before the JSON answer is sent, before a stream's ``[DONE]`` is forwarded, and before a stream
+whose upstream failed is closed. A shim killed after that point still charges the call (the
+outbox's sender delivers it at the next start).
 """
 
 from __future__ import annotations
@@ -44,6 +49,12 @@ from proxy_shim.errors import (
 from proxy_shim.gate import Admission, Settlement
 from proxy_shim.metering import StreamMeter, fallback_usage, output_text_of, usage_from_json
 from proxy_shim.observe import UPSTREAM_LATENCY, CallRecord
+from proxy_shim.openai_schema import (
+    CHAT_BODY,
+    COMPLETIONS_BODY,
+    EMBEDDINGS_BODY,
+    MAX_OUTPUT_TOKENS,
+)
 from proxy_shim.state import Shared, ShimState
 from proxy_shim.usd import header_usd
 
@@ -59,22 +70,22 @@ _UPSTREAM_PATHS = {
 _PASSED_HEADERS = ("content-type", "openai-processing-ms", "x-request-id")
 
 
-@router.post("/chat/completions")
-@router.post("/v1/chat/completions")
+@router.post("/chat/completions", openapi_extra=CHAT_BODY)
+@router.post("/v1/chat/completions", openapi_extra=CHAT_BODY)
 async def chat_completions(request: Request, state: Shared) -> Response:
     """OpenAI chat completions, gated and metered."""
     return await _proxy(request, state, "chat")
 
 
-@router.post("/completions")
-@router.post("/v1/completions")
+@router.post("/completions", openapi_extra=COMPLETIONS_BODY)
+@router.post("/v1/completions", openapi_extra=COMPLETIONS_BODY)
 async def completions(request: Request, state: Shared) -> Response:
     """OpenAI (legacy) completions, gated and metered."""
     return await _proxy(request, state, "completions")
 
 
-@router.post("/embeddings")
-@router.post("/v1/embeddings")
+@router.post("/embeddings", openapi_extra=EMBEDDINGS_BODY)
+@router.post("/v1/embeddings", openapi_extra=EMBEDDINGS_BODY)
 async def embeddings(request: Request, state: Shared) -> Response:
     """OpenAI embeddings, gated and metered (input tokens only)."""
     return await _proxy(request, state, "embeddings")
@@ -228,11 +239,17 @@ async def _stream(
             async for chunk in upstream.aiter_bytes():
                 meter.feed(chunk)
                 if meter.done:
-                    # Charge before the client sees the end of the stream, so that spend read
-                    # after a finished stream includes it. Shielded: a disconnect now must not
-                    # cancel the charge.
+                    # Charge before the client sees the end of the stream: the charge is in
+                    # the outbox (fsynced) before [DONE] is forwarded, and spend read after a
+                    # finished stream includes it. Shielded: a disconnect now must not cancel
+                    # the charge.
                     await asyncio.shield(settle_once())
                 yield chunk
+        except httpx.HTTPError:
+            # The upstream failed mid-stream: charge what was delivered before the connection
+            # to the client is closed.
+            await asyncio.shield(settle_once())
+            raise
         finally:
             settle_once()
             state.gate.in_background(upstream.aclose())
@@ -323,6 +340,9 @@ def _max_output_tokens(kind: str, body: Mapping[str, Any]) -> int | None:
             continue
         if type(value) is not int or value < 0:
             raise UnprocessableField(f"{field}: must be a non-negative integer", param=field)
+        if value > MAX_OUTPUT_TOKENS:
+            # Far beyond any model; its reservation would not fit budgetd's int64 amounts.
+            raise UnprocessableField(f"{field}: must be at most {MAX_OUTPUT_TOKENS}", param=field)
         return value
     return None
 

@@ -108,6 +108,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             "BUDGETD_MASTER_KEY": MASTER_KEY,
             "BUDGETD_ADMIN_TOKEN": ADMIN_TOKEN,
             "FAKE_UPSTREAM_URL": upstream_url,
+            "SHIM_OUTBOX_PATH": str(root / "shim-outbox.db"),
         }
         shim = ServiceProcess(
             "shim", [sys.executable, "-m", "proxy_shim", "serve"], env, root / "shim.log"

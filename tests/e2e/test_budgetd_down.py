@@ -31,6 +31,8 @@ def _shim(stack: Stack, tmp_path: Path, *flags: str) -> ServiceProcess:
         "BUDGETD_MASTER_KEY": MASTER_KEY,
         "SHIM_BUDGETD_DEADLINE_SECONDS": "0.5",
         "FAKE_UPSTREAM_URL": stack.upstream_url,
+        "SHIM_OUTBOX_PATH": str(tmp_path / "shim-outbox.db"),
+        "SHIM_OUTBOX_DRAIN_SECONDS": "0.5",
     }
     shim = ServiceProcess(
         "shim",

@@ -27,6 +27,7 @@ def test_up_serves_the_seed_and_stops_on_sigterm(tmp_path: Path) -> None:
         "BUDGETD_METRICS_ADDR": "",
         "BUDGETD_DATABASE_URL": f"sqlite:///{tmp_path / 'up.db'}",
         "FAKE_UPSTREAM_ADDR": f"127.0.0.1:{free_port()}",
+        "SHIM_OUTBOX_PATH": str(tmp_path / "shim-outbox.db"),
     }
     env.pop("BUDGETD_ADMIN_TOKEN", None)
     with (tmp_path / "up.log").open("wb") as log:

@@ -17,6 +17,7 @@ from budgetd.api.server import BUDGETS, CUSTOMERS, SPEND, registrations
 from budgetd.api.spend_servicer import ADMIN_METHODS as SPEND_ADMIN_METHODS
 from budgetd.app import Budgetd
 from budgetd.clock import ManualClock
+from budgetd.domain.audit import AuditService
 from budgetd.domain.budgets import BudgetService
 from budgetd.domain.customers import CustomerService
 from budgetd.domain.rate_limits import RateLimitService
@@ -93,6 +94,7 @@ def build_app(db: Database, clock: ManualClock) -> Budgetd:
         budgets=BudgetService(db, clock),
         spend=spend,
         rate_limits=RateLimitService(db, clock, spend),
+        audit=AuditService(db),
     )
 
 

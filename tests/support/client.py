@@ -25,7 +25,11 @@ class Stubs:
     @classmethod
     def connect(cls, address: str) -> Stubs:
         """Open a channel to ``address``."""
-        channel = grpc.insecure_channel(address)
+        return cls.over(grpc.insecure_channel(address))
+
+    @classmethod
+    def over(cls, channel: grpc.Channel) -> Stubs:
+        """Stubs on an open channel (a TLS one, say); :meth:`close` closes it."""
         return cls(
             channel,
             spend_service_pb2_grpc.SpendServiceStub(channel),

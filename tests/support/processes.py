@@ -78,10 +78,18 @@ class ChildProcess:
 class BudgetdProcess(ChildProcess):
     """``budgetd serve`` on a free port, with the test admin token."""
 
-    def __init__(self, database_url: str, log_path: Path, **env: str) -> None:
+    def __init__(
+        self,
+        database_url: str,
+        log_path: Path,
+        credentials: grpc.ChannelCredentials | None = None,
+        **env: str,
+    ) -> None:
         super().__init__("budgetd", log_path)
         self.database_url = database_url
         self.extra_env = env
+        # Channel credentials for a daemon serving TLS (BUDGETD_TLS_* in env); None: plaintext.
+        self.credentials = credentials
         self.port = 0
 
     @property
@@ -89,9 +97,15 @@ class BudgetdProcess(ChildProcess):
         """host:port of the gRPC listener."""
         return f"127.0.0.1:{self.port}"
 
-    def start(self, timeout: float = 20.0) -> BudgetdProcess:
-        """Start the daemon and wait until its health check says SERVING."""
-        self.port = free_port()
+    def channel(self) -> grpc.Channel:
+        """A new channel to the daemon, over TLS when it was given credentials."""
+        if self.credentials is None:
+            return grpc.insecure_channel(self.address)
+        return grpc.secure_channel(self.address, self.credentials)
+
+    def start(self, timeout: float = 20.0, *, port: int | None = None) -> BudgetdProcess:
+        """Start the daemon (on ``port``: the old one to restart it) and wait until SERVING."""
+        self.port = port or free_port()
         env = {
             **os.environ,
             "BUDGETD_DATABASE_URL": self.database_url,
@@ -101,7 +115,7 @@ class BudgetdProcess(ChildProcess):
             **self.extra_env,
         }
         self.spawn([sys.executable, "-m", "budgetd", "serve"], env)
-        with grpc.insecure_channel(self.address) as channel:
+        with self.channel() as channel:
             stub = health_pb2_grpc.HealthStub(channel)
 
             def serving() -> bool:

@@ -812,7 +812,12 @@ def test_random_interleavings_across_windows_keep_the_books(sqlite_url: str) -> 
 
 
 class WindowBooks(RuleBasedStateMachine):
-    """A customer with a short window, rate and parallel limits; the clock crosses windows."""
+    """A customer with a short window, rate and parallel limits; the clock crosses windows.
+
+    Besides balanced books in every window, a window's spend plus its holds never exceeds
+    max_budget, except in a window that took a charge no reservation covered (a direct charge,
+    or the settlement of a hold that had expired): those are recorded, never refused.
+    """
 
     holds = Bundle("holds")
     d: Domain
@@ -821,6 +826,10 @@ class WindowBooks(RuleBasedStateMachine):
         super().__init__()
         self.user = user()
         self.estimates: dict[str, int] = {}
+        self.max_budget = 0
+        self.settled: set[str] = set()
+        # Windows (by start) that took a charge outside any reservation.
+        self.uncovered: set[int | None] = set()
 
     @initialize(
         duration=st.sampled_from(["30s", "1m", "2m"]),
@@ -828,6 +837,7 @@ class WindowBooks(RuleBasedStateMachine):
         max_budget=st.integers(0, 3000),
     )
     def create(self, duration: str, alignment: str, max_budget: int) -> None:
+        self.max_budget = max_budget
         self.d.own(
             self.user,
             BudgetLimits(
@@ -857,6 +867,7 @@ class WindowBooks(RuleBasedStateMachine):
             return ""
         assert decision.reservation_id is not None
         self.estimates[decision.reservation_id] = estimate
+        self.within_budget()  # an admitted call fits, holds included
         return decision.reservation_id
 
     @rule(hold=holds, fraction=st.sampled_from([0, 1, 2]), tokens=st.integers(0, 1500))
@@ -864,6 +875,10 @@ class WindowBooks(RuleBasedStateMachine):
         if not hold:
             return
         cost = self.estimates[hold] * fraction // 2
+        with self.d.db.read() as conn:
+            state, window = conn.execute(
+                select(holds.c.state, holds.c.window_start_us).where(holds.c.hold_id == hold)
+            ).one()
         # A second settlement of a hold (another request_id) is refused; a replay is not.
         with contextlib.suppress(FailedPrecondition):
             self.d.charge(
@@ -872,6 +887,9 @@ class WindowBooks(RuleBasedStateMachine):
                 cost_nanos=cost,
                 usage=TokenUsage(tokens, 0),
             )
+            if state != HOLD_OPEN and hold not in self.settled and cost:
+                self.uncovered.add(window)  # it had expired: charged to its window anyway
+            self.settled.add(hold)
 
     @rule(hold=consumes(holds))
     def release(self, hold: str) -> None:
@@ -881,6 +899,8 @@ class WindowBooks(RuleBasedStateMachine):
     @rule(cost=st.integers(0, 500))
     def direct_charge(self, cost: int) -> None:
         self.d.charge(f"direct-{uuid.uuid4()}", customer_id=self.user, cost_nanos=cost)
+        if cost:
+            self.uncovered.add(self.d.customers.get(self.user).window_start_us)
 
     @rule(seconds=st.sampled_from([1, 17, 29, 30, 59, 60, 61, 95]), sweep=st.booleans())
     def advance(self, seconds: int, sweep: bool) -> None:
@@ -916,3 +936,15 @@ class WindowBooks(RuleBasedStateMachine):
         assert negative_rates == 0
         assert negative_models == 0
         assert customer.spend_nanos >= 0
+        self.within_budget()
+
+    def within_budget(self) -> None:
+        """spend + holds <= max_budget in the current window, unless it took uncovered charges."""
+        customer = self.d.customers.get(self.user)
+        if customer.window_start_us in self.uncovered:
+            return
+        assert customer.spend_nanos + customer.reserved_nanos <= self.max_budget, (
+            customer.spend_nanos,
+            customer.reserved_nanos,
+            self.max_budget,
+        )
