@@ -16,7 +16,7 @@ import httpx
 from fastapi import FastAPI
 
 from proxy_shim import errors
-from proxy_shim.budgetd_client import BudgetdClient
+from proxy_shim.budgetd_client import BudgetdClient, channel_credentials
 from proxy_shim.config import ShimConfig, load_config
 from proxy_shim.gate import Gate
 from proxy_shim.keys import KeyRing
@@ -48,6 +48,11 @@ def create_app(settings: ShimSettings, config: ShimConfig | None = None) -> Fast
             deadline=settings.budgetd_deadline_seconds,
             admin_token=token,
             gateway_token=gateway,
+            credentials=channel_credentials(
+                settings.budgetd_tls_ca_file,
+                settings.budgetd_tls_cert_file,
+                settings.budgetd_tls_key_file,
+            ),
         )
         http = httpx.AsyncClient(
             timeout=httpx.Timeout(settings.upstream_timeout_seconds, connect=10.0),

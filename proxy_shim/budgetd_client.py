@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 import grpc
@@ -70,6 +71,23 @@ def _edge_field(field: str) -> str:
     return name.replace("_nanos", "")
 
 
+def channel_credentials(
+    ca_file: Path | None, cert_file: Path | None, key_file: Path | None
+) -> grpc.ChannelCredentials | None:
+    """TLS credentials toward budgetd (with a client certificate for mTLS); None: plaintext."""
+    if ca_file is None:
+        if cert_file or key_file:
+            raise ValueError("SHIM_BUDGETD_TLS_CERT_FILE/KEY_FILE need SHIM_BUDGETD_TLS_CA_FILE")
+        return None
+    if (cert_file is None) != (key_file is None):
+        raise ValueError("set both SHIM_BUDGETD_TLS_CERT_FILE and SHIM_BUDGETD_TLS_KEY_FILE")
+    return grpc.ssl_channel_credentials(
+        root_certificates=ca_file.read_bytes(),
+        private_key=key_file.read_bytes() if key_file else None,
+        certificate_chain=cert_file.read_bytes() if cert_file else None,
+    )
+
+
 class BudgetdClient:
     """Typed async calls to budgetd's three services."""
 
@@ -80,17 +98,20 @@ class BudgetdClient:
         deadline: float,
         admin_token: str | None,
         gateway_token: str | None = None,
+        credentials: grpc.ChannelCredentials | None = None,
     ) -> None:
-        self._channel = grpc.aio.insecure_channel(
-            address,
-            options=[
-                ("grpc.keepalive_time_ms", 30_000),
-                ("grpc.keepalive_permit_without_calls", 1),
-                # Reconnect within ~2 s of budgetd coming back, however long it was away
-                # (gRPC's default backoff grows to 120 s: that long of 503s after a recovery).
-                ("grpc.initial_reconnect_backoff_ms", 250),
-                ("grpc.max_reconnect_backoff_ms", 2_000),
-            ],
+        options = [
+            ("grpc.keepalive_time_ms", 30_000),
+            ("grpc.keepalive_permit_without_calls", 1),
+            # Reconnect within ~2 s of budgetd coming back, however long it was away
+            # (gRPC's default backoff grows to 120 s: that long of 503s after a recovery).
+            ("grpc.initial_reconnect_backoff_ms", 250),
+            ("grpc.max_reconnect_backoff_ms", 2_000),
+        ]
+        self._channel = (
+            grpc.aio.secure_channel(address, credentials, options=options)
+            if credentials is not None
+            else grpc.aio.insecure_channel(address, options=options)
         )
         self._deadline = deadline
         self._admin = (("authorization", f"Bearer {admin_token}"),) if admin_token else ()

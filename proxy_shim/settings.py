@@ -48,6 +48,21 @@ class ShimSettings(BaseSettings):
         description="The shim's credential toward budgetd's Authorize, RecordSpend and "
         "ReleaseReservation, when budgetd requires one",
     )
+    budgetd_tls_ca_file: Path | None = Field(
+        None,
+        validation_alias=AliasChoices("budgetd_tls_ca_file", "SHIM_BUDGETD_TLS_CA_FILE"),
+        description="CA that signed budgetd's certificate: talk to budgetd over TLS",
+    )
+    budgetd_tls_cert_file: Path | None = Field(
+        None,
+        validation_alias=AliasChoices("budgetd_tls_cert_file", "SHIM_BUDGETD_TLS_CERT_FILE"),
+        description="The shim's client certificate, for a budgetd that requires mTLS",
+    )
+    budgetd_tls_key_file: Path | None = Field(
+        None,
+        validation_alias=AliasChoices("budgetd_tls_key_file", "SHIM_BUDGETD_TLS_KEY_FILE"),
+        description="The key of the shim's client certificate",
+    )
     fail_open: bool = Field(
         False,
         validation_alias=AliasChoices("fail_open", "SHIM_FAIL_OPEN"),

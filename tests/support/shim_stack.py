@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import grpc
 import httpx
 
 from tests.support.certs import make_pki
@@ -85,14 +86,41 @@ def shim_stack(
     budgetd_env: dict[str, str] | None = None,
     upstream_args: tuple[str, ...] = (),
     tls: bool = False,
+    budgetd_mtls: bool = False,
 ) -> Iterator[ShimStack]:
     """Start budgetd (SQLite, the test admin token), the fake upstream and the shim.
 
     ``config`` is the shim's YAML; ``${FAKE_UPSTREAM_URL}`` in it names the fake upstream.
+    ``tls``: the shim serves HTTPS. ``budgetd_mtls``: budgetd serves gRPC over TLS and requires
+    a client certificate, which the shim presents.
     """
     root.mkdir(parents=True, exist_ok=True)
+    pki = make_pki(root / "pki") if tls or budgetd_mtls else None
+    budgetd_env = dict(budgetd_env or {})
+    shim_env = dict(shim_env or {})
+    credentials = None
+    if budgetd_mtls:
+        assert pki is not None
+        budgetd_env |= {
+            "BUDGETD_TLS_CERT_FILE": str(pki.server.cert),
+            "BUDGETD_TLS_KEY_FILE": str(pki.server.key),
+            "BUDGETD_TLS_CLIENT_CA_FILE": str(pki.ca.cert),
+        }
+        shim_env |= {
+            "SHIM_BUDGETD_TLS_CA_FILE": str(pki.ca.cert),
+            "SHIM_BUDGETD_TLS_CERT_FILE": str(pki.client.cert),
+            "SHIM_BUDGETD_TLS_KEY_FILE": str(pki.client.key),
+        }
+        credentials = grpc.ssl_channel_credentials(
+            root_certificates=pki.ca.cert_bytes(),
+            private_key=pki.client.key_bytes(),
+            certificate_chain=pki.client.cert_bytes(),
+        )
     budgetd = BudgetdProcess(
-        f"sqlite:///{root / 'budgetd.db'}", root / "budgetd.log", **(budgetd_env or {})
+        f"sqlite:///{root / 'budgetd.db'}",
+        root / "budgetd.log",
+        credentials=credentials,
+        **budgetd_env,
     )
     upstream_port = free_port()
     upstream_url = f"http://127.0.0.1:{upstream_port}/v1"
@@ -111,15 +139,14 @@ def shim_stack(
         root / "upstream.log",
     )
     shim = ChildProcess("shim", root / "shim.log")
-    pki = make_pki(root / "pki") if tls else None
     shim_port = free_port()
-    scheme = "https" if pki else "http"
+    scheme = "https" if tls else "http"
     stack = ShimStack(
         root,
         f"{scheme}://127.0.0.1:{shim_port}",
         "",
         upstream_url,
-        pki.ca.cert if pki else None,
+        pki.ca.cert if tls and pki else None,
         [budgetd, upstream, shim],
     )
     try:
@@ -136,9 +163,9 @@ def shim_stack(
             "BUDGETD_MASTER_KEY": master_key,
             "BUDGETD_ADMIN_TOKEN": ADMIN_TOKEN,
             "FAKE_UPSTREAM_URL": upstream_url,
-            **(shim_env or {}),
+            **shim_env,
         }
-        if pki:
+        if tls and pki:
             env["SHIM_TLS_CERT_FILE"] = str(pki.server.cert)
             env["SHIM_TLS_KEY_FILE"] = str(pki.server.key)
         shim.spawn([sys.executable, "-m", "proxy_shim", "serve"], env)
