@@ -180,12 +180,6 @@ class BudgetdClient:
         )
         return int(reply.released_nanos)
 
-    async def get_spend(self, customer_id: str) -> spend_pb.GetSpendResponse:
-        """A customer's spend and reservations."""
-        return await self._call(
-            self.spend.GetSpend, spend_pb.GetSpendRequest(customer_id=customer_id), admin=True
-        )
-
     async def ledger(self, customer_id: str) -> list[res.LedgerEntry]:
         """Every ledger entry of a customer, newest first."""
         return await self._every_page(

@@ -11,7 +11,6 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from google.protobuf.json_format import MessageToDict
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, StringConstraints
 
 from budgetd.v1 import resources_pb2 as res
@@ -296,11 +295,6 @@ def spend_log_row(entry: res.LedgerEntry) -> dict[str, Any]:
         "spend_after": render_usd(entry.spend_after_nanos),
         "entry_id": int(entry.entry_id),
     }
-
-
-def metadata_dict(customer: res.Customer) -> dict[str, Any]:
-    """A customer's metadata as a plain dict."""
-    return MessageToDict(customer.metadata)
 
 
 def _time(stamp: Any) -> str | None:
