@@ -10,13 +10,14 @@ management) and retries that change nothing (an idempotent create's replay).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal, get_args
 
 from sqlalchemy import Connection
 
 from budgetd.domain.actors import Actor
+from budgetd.domain.limits import limits_json
 from budgetd.domain.paging import decode_token, encode_token
-from budgetd.domain.records import AuditEntry, Budget, BudgetLimits, Customer, Page
+from budgetd.domain.records import AuditEntry, Budget, Customer, Page
 from budgetd.errors import InvalidArgument
 from budgetd.store.audit import AuditRepository
 from budgetd.store.database import Database
@@ -25,43 +26,18 @@ from budgetd.validation import check_page_size, optional_id
 CUSTOMER = "customer"
 BUDGET = "budget"
 TARGET_TYPES = frozenset({CUSTOMER, BUDGET})
-ACTIONS = frozenset(
-    {
-        "customer.create",
-        "customer.update",
-        "customer.change_tier",
-        "customer.delete",
-        "customer.block",
-        "customer.unblock",
-        "budget.create",
-        "budget.update",
-        "budget.delete",
-    }
-)
-
-
-def limits_state(limits: BudgetLimits) -> dict[str, Any]:
-    """Limits as JSON values (amounts stay exact integers of nano-USD)."""
-    return {
-        "max_budget_nanos": limits.max_budget_nanos,
-        "soft_budget_nanos": limits.soft_budget_nanos,
-        "tpm_limit": limits.tpm_limit,
-        "rpm_limit": limits.rpm_limit,
-        "max_parallel_requests": limits.max_parallel_requests,
-        "budget_duration": limits.budget_duration,
-        "window_alignment": limits.window_alignment,
-        "time_zone": limits.time_zone,
-        "allowed_models": list(limits.allowed_models),
-        "model_max_budget": {
-            model: {
-                "max_budget_nanos": cap.max_budget_nanos,
-                "budget_duration": cap.budget_duration,
-                "tpm_limit": cap.tpm_limit,
-                "rpm_limit": cap.rpm_limit,
-            }
-            for model, cap in sorted(limits.model_max_budget.items())
-        },
-    }
+AuditAction = Literal[
+    "customer.create",
+    "customer.update",
+    "customer.change_tier",
+    "customer.delete",
+    "customer.block",
+    "customer.unblock",
+    "budget.create",
+    "budget.update",
+    "budget.delete",
+]
+ACTIONS = frozenset(get_args(AuditAction))
 
 
 def customer_state(customer: Customer) -> dict[str, Any]:
@@ -70,7 +46,7 @@ def customer_state(customer: Customer) -> dict[str, Any]:
         "alias": customer.alias,
         "blocked": customer.blocked,
         "budget_id": customer.budget_id,
-        "limits": None if customer.own_limits is None else limits_state(customer.own_limits),
+        "limits": None if customer.own_limits is None else limits_json(customer.own_limits),
         "allowed_model_region": customer.allowed_model_region,
         "default_model": customer.default_model,
         "metadata": dict(customer.metadata),
@@ -79,7 +55,7 @@ def customer_state(customer: Customer) -> dict[str, Any]:
 
 def budget_state(budget: Budget) -> dict[str, Any]:
     """What management sets on a tier."""
-    return {"limits": limits_state(budget.limits)}
+    return {"limits": limits_json(budget.limits)}
 
 
 class AuditTrail:

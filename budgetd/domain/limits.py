@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
+from typing import Any
 
 from budgetd.domain.records import BudgetLimits, ModelBudget
 from budgetd.domain.windows import zone
@@ -14,6 +15,14 @@ from budgetd.validation import check_count, check_duration, check_nanos, require
 ALIGNMENTS = frozenset({"", "anniversary", "calendar"})
 
 LIMIT_FIELDS = frozenset(f.name for f in dataclasses.fields(BudgetLimits))
+
+
+def limits_json(limits: BudgetLimits) -> dict[str, Any]:
+    """Limits as JSON values, model caps sorted; amounts stay exact integers of nano-USD."""
+    state = dataclasses.asdict(limits)
+    state["allowed_models"] = list(limits.allowed_models)
+    state["model_max_budget"] = dict(sorted(state["model_max_budget"].items()))
+    return state
 
 
 def check_limits(limits: BudgetLimits, prefix: str) -> BudgetLimits:

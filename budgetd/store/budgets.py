@@ -8,35 +8,18 @@ from typing import Any
 
 from sqlalchemy import Connection, Row, delete, func, insert, select, update
 
+from budgetd.domain.limits import limits_json
 from budgetd.domain.records import Budget, BudgetLimits, ModelBudget
 from budgetd.store.schema import budgets, customers
 
 
 def limits_to_columns(limits: BudgetLimits) -> dict[str, Any]:
     """The column values that store a set of limits."""
-    return {
-        "max_budget_nanos": limits.max_budget_nanos,
-        "soft_budget_nanos": limits.soft_budget_nanos,
-        "tpm_limit": limits.tpm_limit,
-        "rpm_limit": limits.rpm_limit,
-        "max_parallel_requests": limits.max_parallel_requests,
-        "budget_duration": limits.budget_duration,
-        "model_max_budget": json.dumps(
-            {
-                model: {
-                    "max_budget_nanos": cap.max_budget_nanos,
-                    "budget_duration": cap.budget_duration,
-                    "tpm_limit": cap.tpm_limit,
-                    "rpm_limit": cap.rpm_limit,
-                }
-                for model, cap in sorted(limits.model_max_budget.items())
-            },
-            separators=(",", ":"),
-        ),
-        "window_alignment": limits.window_alignment,
-        "time_zone": limits.time_zone,
-        "allowed_models": json.dumps(list(limits.allowed_models)),
-    }
+    columns = limits_json(limits)
+    # The two structured limits are JSON text columns.
+    for name in ("model_max_budget", "allowed_models"):
+        columns[name] = json.dumps(columns[name], separators=(",", ":"))
+    return columns
 
 
 def limits_from_row(row: Mapping[Any, Any]) -> BudgetLimits:

@@ -25,24 +25,15 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Query
 from pydantic import BaseModel
 
+from budgetd.domain.audit import AuditAction
 from budgetd.v1 import audit_service_pb2 as audit_pb
 from proxy_shim.litellm_schema import MAX_ID_LENGTH
 from proxy_shim.state import Admin
 
 router = APIRouter(tags=["audit"])
 
-# budgetd.domain.audit.ACTIONS, spelled out for the OpenAPI schema.
-Action = Literal[
-    "customer.create",
-    "customer.update",
-    "customer.change_tier",
-    "customer.delete",
-    "customer.block",
-    "customer.unblock",
-    "budget.create",
-    "budget.update",
-    "budget.delete",
-]
+# budgetd's actions, as a Literal so the OpenAPI schema lists them.
+Action = AuditAction
 TargetType = Literal["customer", "budget"]
 
 
