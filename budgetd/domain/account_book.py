@@ -27,7 +27,11 @@ class AccountBook:
         self._models = ModelSpendRepository()
 
     def open(self, conn: Connection, customer_id: str, now: int) -> Account:
-        """The customer's locked account, created on first use as LiteLLM upserts customers."""
+        """The customer's locked account, created on first use as LiteLLM upserts customers.
+
+        A window that rolled over is written back at once, so the roll (and the anchor of a
+        first call) holds even when the call is then refused.
+        """
         account = self._customers.lock(conn, user_id=customer_id)
         if account is None:
             # A concurrent creator wins silently, and the lock below waits for it.
@@ -36,7 +40,10 @@ class AccountBook:
             )
             account = self._customers.lock(conn, user_id=customer_id)
             assert account is not None
-        return self.current(account, now)
+        current = self.current(account, now)
+        if current is not account:
+            self._customers.save(conn, current)
+        return current
 
     def open_pk(self, conn: Connection, customer_pk: int, now: int) -> Account:
         """The locked account of a customer named by its key (a reservation's customer)."""

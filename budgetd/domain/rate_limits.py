@@ -158,7 +158,6 @@ class RateLimitService:
                     return token_allowance(account, self._usage(conn, account, now), 0, now)
         with self._db.write() as conn:
             account = self._book.open(conn, customer_id, now)
-            self._book.save(conn, account)
             if hits and account.limits.tpm_limit is not None:
                 self._rates.add(
                     conn, account.customer_pk, CUSTOMER_SCOPE, now // US, requests=0, tokens=hits
@@ -196,5 +195,4 @@ class RateLimitService:
             return budget_allowance(self._book.current(account, now), hits, now)
         with self._db.write() as conn:
             account = self._book.open(conn, customer_id, now)
-            self._book.save(conn, account)
             return budget_allowance(account, hits, now)

@@ -155,10 +155,10 @@ class SpendService:
             expired = self._expire(conn, account, now)
             if expired is not account:
                 account = expired
+                self._book.save(conn, account)
                 model_account = self._book.model_account(conn, account, model, now)
                 refused = self._refusal(conn, account, candidate, model_account, now)
         if refused is not None:
-            self._book.save(conn, account)
             if request_id is not None:
                 # A retry of a call that was admitted gets its reservation back.
                 earlier = self._earlier_hold(conn, customer_id, request_id)
