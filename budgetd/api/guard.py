@@ -3,13 +3,20 @@
 Servicer methods stay short (validate, call the domain, map the result) and raise domain errors;
 this is the only place that turns them into gRPC statuses. The same wrapping serves the real
 server and the in-process grpc_testing tests.
+
+The real server runs the hot methods (Authorize, RecordSpend, ...) as asyncio handlers that hand
+the servicer method to the store's own runner (``Database.submit``): on SQLite that is the
+writer thread, so a call costs no thread of its own and no turn-taking on the write lock.
+Everything else runs synchronously on the server's thread pool.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
-from collections.abc import Callable, Collection
+from collections.abc import Awaitable, Callable, Collection
+from concurrent.futures import Future
 from typing import Any
 
 import grpc
@@ -24,6 +31,9 @@ from budgetd.store.deadlines import call_deadline
 log = logging.getLogger("budgetd.calls")
 
 Behavior = Callable[[Any, grpc.ServicerContext], Any]
+AsyncBehavior = Callable[[Any, grpc.aio.ServicerContext[Any, Any]], Awaitable[Any]]
+# Runs a function where the store wants it run (budgetd.store.database.Database.submit).
+Runner = Callable[..., "Future[Any]"]
 # Request fields worth a place in the call log; never credentials.
 _LOGGED_FIELDS = ("customer_id", "user_id", "budget_id", "model", "request_id", "reservation_id")
 
@@ -37,12 +47,21 @@ class GuardedServicer:
         descriptor: ServiceDescriptor,
         auth: AdminAuth,
         admin_methods: Collection[str],
+        *,
+        hot_methods: Collection[str] = (),
+        runner: Runner | None = None,
     ) -> None:
+        """Wrap each method; with a ``runner``, ``hot_methods`` become asyncio handlers."""
         for method in descriptor.methods:
             behavior = getattr(servicer, method.name)
             full_name = f"/{descriptor.full_name}/{method.name}"
-            needs_admin = method.name in admin_methods
-            setattr(self, method.name, guard(behavior, full_name, auth if needs_admin else None))
+            method_auth = auth if method.name in admin_methods else None
+            wrapped: Behavior | AsyncBehavior
+            if runner is not None and method.name in hot_methods:
+                wrapped = guard_async(behavior, full_name, method_auth, runner)
+            else:
+                wrapped = guard(behavior, full_name, method_auth)
+            setattr(self, method.name, wrapped)
 
 
 def guard(behavior: Behavior, method: str, auth: AdminAuth | None) -> Behavior:
@@ -66,15 +85,65 @@ def guard(behavior: Behavior, method: str, auth: AdminAuth | None) -> Behavior:
             log.exception("unhandled error in %s", method)
             code, detail = grpc.StatusCode.INTERNAL, "internal error"
         finally:
-            elapsed = time.perf_counter() - started
-            CALLS.labels(method, code.name).inc()
-            LATENCY.labels(method, code.name).observe(elapsed)
-            _log_call(method, request, response, code, detail, elapsed)
+            _observe(method, request, response, code, detail, started)
         # Reached only from an except branch above.
         context.abort(code, detail)
 
     guarded.__name__ = getattr(behavior, "__name__", "rpc")
     return guarded
+
+
+def guard_async(
+    behavior: Behavior, method: str, auth: AdminAuth | None, runner: Runner
+) -> AsyncBehavior:
+    """:func:`guard` as an asyncio handler that runs ``behavior`` through ``runner``."""
+
+    async def guarded(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+        started = time.perf_counter()
+        code = grpc.StatusCode.OK
+        detail = ""
+        response = None
+        try:
+            if auth is not None:
+                auth.check(context.invocation_metadata())
+            remaining = context.time_remaining()
+            deadline = None if remaining is None else time.monotonic() + remaining
+            response = await asyncio.wrap_future(
+                runner(_until, deadline, behavior, request, context)
+            )
+            return response
+        except BudgetdError as error:
+            code, detail = status_code(error), error.message
+        except Exception:
+            log.exception("unhandled error in %s", method)
+            code, detail = grpc.StatusCode.INTERNAL, "internal error"
+        finally:
+            _observe(method, request, response, code, detail, started)
+        await context.abort(code, detail)
+
+    guarded.__name__ = getattr(behavior, "__name__", "rpc")
+    return guarded
+
+
+def _until(deadline: float | None, behavior: Behavior, request: Any, context: Any) -> Any:
+    """``behavior`` under the call's deadline, measured from when the call arrived."""
+    left = None if deadline is None else deadline - time.monotonic()
+    with call_deadline(left):
+        return behavior(request, context)
+
+
+def _observe(
+    method: str,
+    request: Any,
+    response: Any,
+    code: grpc.StatusCode,
+    detail: str,
+    started: float,
+) -> None:
+    elapsed = time.perf_counter() - started
+    CALLS.labels(method, code.name).inc()
+    LATENCY.labels(method, code.name).observe(elapsed)
+    _log_call(method, request, response, code, detail, elapsed)
 
 
 def _log_call(

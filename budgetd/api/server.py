@@ -26,8 +26,9 @@ from budgetd.api.auth import AdminAuth, GatewayAuth
 from budgetd.api.budget_servicer import BudgetServicer
 from budgetd.api.customer_servicer import CustomerServicer
 from budgetd.api.gateway import GatewayTokenInterceptor, method_paths
-from budgetd.api.guard import GuardedServicer
+from budgetd.api.guard import GuardedServicer, Runner
 from budgetd.api.spend_servicer import ADMIN_METHODS as SPEND_ADMIN_METHODS
+from budgetd.api.spend_servicer import HOT_METHODS as SPEND_HOT_METHODS
 from budgetd.api.spend_servicer import SpendServicer
 from budgetd.app import Budgetd
 from budgetd.envoy import authz as envoy_authz
@@ -81,14 +82,27 @@ class Registration:
     add_to_server: Callable[[Any, Any], None]
 
 
-def registrations(app: Budgetd, auth: AdminAuth) -> list[Registration]:
-    """Every budgetd.v1 servicer, wrapped by the guard; used by the server and by tests."""
+def registrations(
+    app: Budgetd, auth: AdminAuth, runner: Runner | None = None
+) -> list[Registration]:
+    """Every budgetd.v1 servicer, wrapped by the guard; used by the server and by tests.
+
+    With a ``runner`` (the server's), the hot methods become asyncio handlers run through it;
+    without one (grpc_testing, which calls handlers synchronously) every method stays sync.
+    """
     every = frozenset(m.name for service in (CUSTOMERS, BUDGETS, AUDIT) for m in service.methods)
     actors = Actors(auth)
     return [
         Registration(
             SPEND,
-            GuardedServicer(SpendServicer(app.spend), SPEND, auth, SPEND_ADMIN_METHODS),
+            GuardedServicer(
+                SpendServicer(app.spend),
+                SPEND,
+                auth,
+                SPEND_ADMIN_METHODS,
+                hot_methods=SPEND_HOT_METHODS,
+                runner=runner,
+            ),
             spend_grpc.add_SpendServiceServicer_to_server,
         ),
         Registration(
@@ -165,7 +179,7 @@ class Server:
             ],
         )
         self.health = health.aio.HealthServicer()
-        for reg in registrations(app, admin):
+        for reg in registrations(app, admin, app.db.submit):
             reg.add_to_server(reg.servicer, self._server)
         for reg in envoy_registrations(app, settings, self._executor):
             reg.add_to_server(reg.servicer, self._server)

@@ -12,6 +12,8 @@ from budgetd.v1 import spend_service_pb2 as pb
 from budgetd.v1 import spend_service_pb2_grpc as pb_grpc
 
 ADMIN_METHODS = frozenset({"GetSpend", "ListLedgerEntries"})
+# The gateway's per-call methods: the server runs them on the store's runner (budgetd.api.guard).
+HOT_METHODS = frozenset({"Authorize", "RecordSpend", "ReleaseReservation"})
 
 
 def _opt(message: object, name: str) -> int | None:

@@ -5,17 +5,23 @@ ends normally and roll back otherwise. They translate SQLAlchemy's outage errors
 ``Unavailable`` at this boundary, so the layers above never see driver exceptions.
 
 SQLite (the embedded default) allows one writer at a time. Rather than let threads collide inside
-SQLite, whose busy handler sleeps and polls, writers take turns on one connection and share
-commits (``budgetd.store.group_commit``), starting with ``BEGIN IMMEDIATE``; readers run
-concurrently under WAL. PostgreSQL needs neither: row locks serialize writers to one customer,
-across replicas too, and each write is its own transaction.
+SQLite, whose busy handler sleeps and polls, one writer thread owns the write connection and
+runs units of work in batches that share a commit (``budgetd.store.group_commit``), starting
+with ``BEGIN IMMEDIATE``; readers run concurrently under WAL. PostgreSQL needs neither: row
+locks serialize writers to one customer, across replicas too, and each write is its own
+transaction.
+
+``Database.submit()`` is how the hot path runs its domain calls: on SQLite on the writer thread
+itself (no hand-off per write), on PostgreSQL on a pool of threads, one connection each.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
+from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy import exc as sa_exc
@@ -28,14 +34,18 @@ from budgetd.store import deadlines, postgres
 from budgetd.store.group_commit import GroupCommit
 from budgetd.store.metrics import STORE_LATENCY
 
+T = TypeVar("T")
+
 
 class Database:
     """An engine plus the transaction discipline budgetd relies on."""
 
-    def __init__(self, engine: Engine, timeout_s: float = 5.0) -> None:
+    def __init__(self, engine: Engine, timeout_s: float = 5.0, workers: int = 10) -> None:
         self.engine = engine
         self.is_sqlite = engine.dialect.name == "sqlite"
         self._group = GroupCommit(engine) if self.is_sqlite else None
+        self._workers = workers
+        self._pool: ThreadPoolExecutor | None = None
         self.timeout_s = timeout_s
         # Set by the store health check (budgetd.store.health) while the store does not answer:
         # units of work then fail at once instead of each waiting for its timeout.
@@ -76,7 +86,19 @@ class Database:
                 pool_timeout=timeout_s,
             )
             postgres.configure(engine, timeout_s)
-        return cls(engine, timeout_s)
+        return cls(engine, timeout_s, pool_size)
+
+    def submit(self, fn: Callable[..., T], *args: Any) -> Future[T]:
+        """Run ``fn(*args)``, which does its own units of work, where writes are cheapest.
+
+        On SQLite that is the writer thread, and the future resolves after the commit holding
+        ``fn``'s writes; on PostgreSQL, a thread of a pool as large as the connection pool.
+        """
+        if self._group is not None:
+            return self._group.submit(fn, *args)
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(self._workers, thread_name_prefix="store")
+        return self._pool.submit(fn, *args)
 
     @contextmanager
     def write(self) -> Iterator[Connection]:
@@ -115,7 +137,12 @@ class Database:
             STORE_LATENCY.labels(kind).observe(time.perf_counter() - started)
 
     def dispose(self) -> None:
-        """Close every pooled connection."""
+        """Finish submitted work, stop the writer and close every pooled connection."""
+        if self._group is not None:
+            self._group.close()
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
         self.engine.dispose()
 
 
