@@ -48,8 +48,20 @@ _SELECT_HOLD = select(
 )
 
 
-# Built once with bind parameters: it runs on every admitted call.
+# The hot path's statements, built once with bind parameters: building them per call
+# (coercing literals, computing cache keys) cost more than running them.
 _INSERT_HOLD = insert(holds).values({name: bindparam(name) for name in Hold.__slots__})
+_GET_HOLD = _SELECT_HOLD.where(holds.c.hold_id == bindparam("hold_id"))
+_GET_BY_REQUEST = _SELECT_HOLD.where(
+    holds.c.customer_pk == bindparam("customer_pk"),
+    holds.c.request_id == bindparam("request_id"),
+)
+_CLOSE_HOLD = (
+    update(holds)
+    .where(holds.c.hold_id == bindparam("id"), holds.c.state == bindparam("from_state"))
+    .values(state=bindparam("to_state"), closed_us=bindparam("now_us"))
+    .returning(*_SELECT_HOLD.selected_columns)
+)
 
 
 class HoldRepository:
@@ -61,13 +73,13 @@ class HoldRepository:
 
     def get(self, conn: Connection, hold_id: str) -> Hold | None:
         """A hold by id."""
-        row = conn.execute(_SELECT_HOLD.where(holds.c.hold_id == hold_id)).one_or_none()
+        row = conn.execute(_GET_HOLD, {"hold_id": hold_id}).one_or_none()
         return _hold(row) if row else None
 
     def get_by_request(self, conn: Connection, customer_pk: int, request_id: str) -> Hold | None:
         """The hold an earlier Authorize with this request_id took."""
         row = conn.execute(
-            _SELECT_HOLD.where(holds.c.customer_pk == customer_pk, holds.c.request_id == request_id)
+            _GET_BY_REQUEST, {"customer_pk": customer_pk, "request_id": request_id}
         ).one_or_none()
         return _hold(row) if row else None
 
@@ -79,10 +91,8 @@ class HoldRepository:
         A conditional UPDATE, so of two racing settlers exactly one moves it.
         """
         row = conn.execute(
-            update(holds)
-            .where(holds.c.hold_id == hold_id, holds.c.state == from_state)
-            .values(state=to_state, closed_us=now_us)
-            .returning(*_SELECT_HOLD.selected_columns)
+            _CLOSE_HOLD,
+            {"id": hold_id, "from_state": from_state, "to_state": to_state, "now_us": now_us},
         ).one_or_none()
         return _hold(row) if row else None
 

@@ -6,7 +6,7 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
-from sqlalchemy import Connection, func, insert, select
+from sqlalchemy import Connection, bindparam, func, insert, select
 
 from budgetd.domain.records import LedgerEntry
 from budgetd.store.schema import ledger
@@ -27,6 +27,31 @@ _SELECT_ENTRY = select(
 )
 
 
+# RecordSpend's statements, built once with bind parameters (see budgetd.store.holds).
+_APPEND_COLUMNS = (
+    "customer_pk",
+    "user_id",
+    "request_id",
+    "hold_id",
+    "model",
+    "input_tokens",
+    "output_tokens",
+    "cached_input_tokens",
+    "cost_nanos",
+    "spend_after_nanos",
+    "created_us",
+    "window_start_us",
+)
+_APPEND = (
+    insert(ledger)
+    .values({name: bindparam(name) for name in _APPEND_COLUMNS})
+    .returning(ledger.c.entry_id)
+)
+_GET_BY_REQUEST = select(ledger.c.customer_pk, *_SELECT_ENTRY.selected_columns).where(
+    ledger.c.request_id == bindparam("request_id")
+)
+
+
 def _entry(row: Mapping[Any, Any]) -> LedgerEntry:
     return LedgerEntry(**{name: row[name] for name in LedgerEntry.__slots__})
 
@@ -37,32 +62,27 @@ class LedgerRepository:
     def append(self, conn: Connection, *, customer_pk: int, entry: LedgerEntry) -> LedgerEntry:
         """Append an entry; IntegrityError when its request_id was recorded before."""
         entry_id = conn.execute(
-            insert(ledger)
-            .values(
-                customer_pk=customer_pk,
-                user_id=entry.user_id,
-                request_id=entry.request_id,
-                hold_id=entry.reservation_id,
-                model=entry.model,
-                input_tokens=entry.input_tokens,
-                output_tokens=entry.output_tokens,
-                cached_input_tokens=entry.cached_input_tokens,
-                cost_nanos=entry.cost_nanos,
-                spend_after_nanos=entry.spend_after_nanos,
-                created_us=entry.created_us,
-                window_start_us=entry.window_start_us,
-            )
-            .returning(ledger.c.entry_id)
+            _APPEND,
+            {
+                "customer_pk": customer_pk,
+                "user_id": entry.user_id,
+                "request_id": entry.request_id,
+                "hold_id": entry.reservation_id,
+                "model": entry.model,
+                "input_tokens": entry.input_tokens,
+                "output_tokens": entry.output_tokens,
+                "cached_input_tokens": entry.cached_input_tokens,
+                "cost_nanos": entry.cost_nanos,
+                "spend_after_nanos": entry.spend_after_nanos,
+                "created_us": entry.created_us,
+                "window_start_us": entry.window_start_us,
+            },
         ).scalar_one()
         return dataclasses.replace(entry, entry_id=entry_id)
 
     def get_by_request(self, conn: Connection, request_id: str) -> tuple[int, LedgerEntry] | None:
         """(customer_pk, entry) recorded for a request_id."""
-        row = conn.execute(
-            select(ledger.c.customer_pk, *_SELECT_ENTRY.selected_columns).where(
-                ledger.c.request_id == request_id
-            )
-        ).one_or_none()
+        row = conn.execute(_GET_BY_REQUEST, {"request_id": request_id}).one_or_none()
         return (row.customer_pk, _entry(row._mapping)) if row else None
 
     def list(
