@@ -5,7 +5,7 @@ this is the only place that turns them into gRPC statuses. The same wrapping ser
 server and the in-process grpc_testing tests.
 
 The real server runs the hot methods (Authorize, RecordSpend, ...) as asyncio handlers that hand
-the servicer method to the store's own runner (``Database.submit``): on SQLite that is the
+the servicer method to the store's own executor (``Database.executor``): on SQLite that is the
 writer thread, so a call costs no thread of its own and no turn-taking on the write lock.
 Everything else runs synchronously on the server's thread pool.
 """
@@ -16,7 +16,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Collection
-from concurrent.futures import Future
+from concurrent.futures import Executor
 from typing import Any
 
 import grpc
@@ -32,8 +32,6 @@ log = logging.getLogger("budgetd.calls")
 
 Behavior = Callable[[Any, grpc.ServicerContext], Any]
 AsyncBehavior = Callable[[Any, grpc.aio.ServicerContext[Any, Any]], Awaitable[Any]]
-# Runs a function where the store wants it run (budgetd.store.database.Database.submit).
-Runner = Callable[..., "Future[Any]"]
 # Request fields worth a place in the call log; never credentials.
 _LOGGED_FIELDS = ("customer_id", "user_id", "budget_id", "model", "request_id", "reservation_id")
 
@@ -49,16 +47,16 @@ class GuardedServicer:
         admin_methods: Collection[str],
         *,
         hot_methods: Collection[str] = (),
-        runner: Runner | None = None,
+        executor: Executor | None = None,
     ) -> None:
-        """Wrap each method; with a ``runner``, ``hot_methods`` become asyncio handlers."""
+        """Wrap each method; with an ``executor``, ``hot_methods`` become asyncio handlers."""
         for method in descriptor.methods:
             behavior = getattr(servicer, method.name)
             full_name = f"/{descriptor.full_name}/{method.name}"
             method_auth = auth if method.name in admin_methods else None
             wrapped: Behavior | AsyncBehavior
-            if runner is not None and method.name in hot_methods:
-                wrapped = guard_async(behavior, full_name, method_auth, runner)
+            if executor is not None and method.name in hot_methods:
+                wrapped = guard_async(behavior, full_name, method_auth, executor)
             else:
                 wrapped = guard(behavior, full_name, method_auth)
             setattr(self, method.name, wrapped)
@@ -94,9 +92,9 @@ def guard(behavior: Behavior, method: str, auth: AdminAuth | None) -> Behavior:
 
 
 def guard_async(
-    behavior: Behavior, method: str, auth: AdminAuth | None, runner: Runner
+    behavior: Behavior, method: str, auth: AdminAuth | None, executor: Executor
 ) -> AsyncBehavior:
-    """:func:`guard` as an asyncio handler that runs ``behavior`` through ``runner``."""
+    """:func:`guard` as an asyncio handler that runs ``behavior`` on ``executor``."""
 
     async def guarded(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
         started = time.perf_counter()
@@ -108,8 +106,8 @@ def guard_async(
                 auth.check(context.invocation_metadata())
             remaining = context.time_remaining()
             deadline = None if remaining is None else time.monotonic() + remaining
-            response = await asyncio.wrap_future(
-                runner(_until, deadline, behavior, request, context)
+            response = await asyncio.get_running_loop().run_in_executor(
+                executor, _until, deadline, behavior, request, context
             )
             return response
         except BudgetdError as error:

@@ -1,7 +1,9 @@
 """The gRPC server: budgetd.v1 services, grpc.health.v1, reflection and Prometheus metrics.
 
-RPC handlers are synchronous (the domain runs blocking SQL); grpc.aio runs them on the
-``migration_thread_pool``, whose size bounds concurrent database work. Health and reflection are
+The hot methods (Authorize, RecordSpend, ReleaseReservation, Envoy's ext_proc) are asyncio
+handlers that run their domain call on the store's executor — on SQLite its writer thread (see
+``budgetd.store.group_commit``). The other RPC handlers are synchronous (the domain runs
+blocking SQL); grpc.aio runs them on the ``migration_thread_pool``. Health and reflection are
 asyncio handlers on the event loop.
 """
 
@@ -26,7 +28,7 @@ from budgetd.api.auth import AdminAuth, GatewayAuth
 from budgetd.api.budget_servicer import BudgetServicer
 from budgetd.api.customer_servicer import CustomerServicer
 from budgetd.api.gateway import GatewayTokenInterceptor, method_paths
-from budgetd.api.guard import GuardedServicer, Runner
+from budgetd.api.guard import GuardedServicer
 from budgetd.api.spend_servicer import ADMIN_METHODS as SPEND_ADMIN_METHODS
 from budgetd.api.spend_servicer import HOT_METHODS as SPEND_HOT_METHODS
 from budgetd.api.spend_servicer import SpendServicer
@@ -82,13 +84,11 @@ class Registration:
     add_to_server: Callable[[Any, Any], None]
 
 
-def registrations(
-    app: Budgetd, auth: AdminAuth, runner: Runner | None = None
-) -> list[Registration]:
+def registrations(app: Budgetd, auth: AdminAuth, *, hot_async: bool = False) -> list[Registration]:
     """Every budgetd.v1 servicer, wrapped by the guard; used by the server and by tests.
 
-    With a ``runner`` (the server's), the hot methods become asyncio handlers run through it;
-    without one (grpc_testing, which calls handlers synchronously) every method stays sync.
+    With ``hot_async`` (the server), the hot methods become asyncio handlers run on the store's
+    executor; without (grpc_testing, which calls handlers synchronously) all stay synchronous.
     """
     every = frozenset(m.name for service in (CUSTOMERS, BUDGETS, AUDIT) for m in service.methods)
     actors = Actors(auth)
@@ -101,7 +101,7 @@ def registrations(
                 auth,
                 SPEND_ADMIN_METHODS,
                 hot_methods=SPEND_HOT_METHODS,
-                runner=runner,
+                executor=app.db.executor if hot_async else None,
             ),
             spend_grpc.add_SpendServiceServicer_to_server,
         ),
@@ -123,14 +123,12 @@ def registrations(
     ]
 
 
-def envoy_registrations(
-    app: Budgetd, settings: Settings, executor: ThreadPoolExecutor
-) -> list[Registration]:
+def envoy_registrations(app: Budgetd, settings: Settings) -> list[Registration]:
     """Envoy's ext_authz and rate limit service (sync, on the thread pool) and ext_proc
     (asyncio) servicers.
 
     None needs the admin token: like Authorize, they are the gateway's hot path. ext_proc
-    runs its blocking domain calls on ``executor``, the server's own pool.
+    runs its blocking domain calls on the store's executor (``Database.executor``).
     """
     options = EnvoyOptions.from_settings(settings)
     return [
@@ -141,7 +139,7 @@ def envoy_registrations(
         ),
         Registration(
             envoy_ext_proc.DESCRIPTOR,
-            envoy_ext_proc.ExternalProcessorServicer(app.spend, options, executor),
+            envoy_ext_proc.ExternalProcessorServicer(app.spend, options, app.db.executor),
             envoy_ext_proc.add_to_server,
         ),
         Registration(
@@ -179,9 +177,9 @@ class Server:
             ],
         )
         self.health = health.aio.HealthServicer()
-        for reg in registrations(app, admin, app.db.submit):
+        for reg in registrations(app, admin, hot_async=True):
             reg.add_to_server(reg.servicer, self._server)
-        for reg in envoy_registrations(app, settings, self._executor):
+        for reg in envoy_registrations(app, settings):
             reg.add_to_server(reg.servicer, self._server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self._server)
         reflection.enable_server_reflection(

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
@@ -46,6 +46,8 @@ class Database:
         self._group = GroupCommit(engine) if self.is_sqlite else None
         self._workers = workers
         self._pool: ThreadPoolExecutor | None = None
+        self.executor: Executor = _Submitter(self)
+        """:meth:`submit` as an ``Executor``, for ``loop.run_in_executor``."""
         self.timeout_s = timeout_s
         # Set by the store health check (budgetd.store.health) while the store does not answer:
         # units of work then fail at once instead of each waiting for its timeout.
@@ -144,6 +146,16 @@ class Database:
             self._pool.shutdown(wait=True)
             self._pool = None
         self.engine.dispose()
+
+
+class _Submitter(Executor):
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    def submit(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> Future[T]:
+        if kwargs:
+            raise TypeError("Database.executor takes positional arguments only")
+        return self._db.submit(fn, *args)
 
 
 def _configure_sqlite(engine: Engine, synchronous: str) -> None:

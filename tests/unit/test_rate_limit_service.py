@@ -433,7 +433,7 @@ def test_options_and_registration_come_from_settings(sqlite_url: str) -> None:
     assert ratelimit.DESCRIPTOR.full_name in ENVOY_SERVICE_NAMES
     app = build(settings)
     try:
-        names = [reg.descriptor.full_name for reg in envoy_registrations(app, settings, None)]  # type: ignore[arg-type]
+        names = [reg.descriptor.full_name for reg in envoy_registrations(app, settings)]
     finally:
         app.db.dispose()
     assert "envoy.service.ratelimit.v3.RateLimitService" in names
