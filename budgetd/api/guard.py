@@ -5,8 +5,9 @@ this is the only place that turns them into gRPC statuses. The same wrapping ser
 server and the in-process grpc_testing tests.
 
 The real server runs the hot methods (Authorize, RecordSpend, ...) as asyncio handlers that hand
-the servicer method to the store's own executor (``Database.executor``): on SQLite that is the
-writer thread, so a call costs no thread of its own and no turn-taking on the write lock.
+the servicer method to the store (``Database.submit``), keyed by the call's customer: on SQLite
+the writer thread runs it, so a call costs no thread of its own and no turn-taking on the write
+lock; on PostgreSQL the customer's lane batches it with the customer's other calls.
 Everything else runs synchronously on the server's thread pool.
 """
 
@@ -16,8 +17,8 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Collection
-from concurrent.futures import Executor
-from typing import Any
+from concurrent.futures import Future
+from typing import Any, Protocol
 
 import grpc
 from google.protobuf.descriptor import ServiceDescriptor
@@ -32,6 +33,16 @@ log = logging.getLogger("budgetd.calls")
 
 Behavior = Callable[[Any, grpc.ServicerContext], Any]
 AsyncBehavior = Callable[[Any, grpc.aio.ServicerContext[Any, Any]], Awaitable[Any]]
+
+
+class Submit(Protocol):
+    """``Database.submit``: runs a function where the store wants it run."""
+
+    def __call__(
+        self, fn: Callable[..., Any], /, *args: Any, key: str | None = None
+    ) -> Future[Any]: ...
+
+
 # Request fields worth a place in the call log; never credentials.
 _LOGGED_FIELDS = ("customer_id", "user_id", "budget_id", "model", "request_id", "reservation_id")
 
@@ -47,16 +58,16 @@ class GuardedServicer:
         admin_methods: Collection[str],
         *,
         hot_methods: Collection[str] = (),
-        executor: Executor | None = None,
+        submit: Submit | None = None,
     ) -> None:
-        """Wrap each method; with an ``executor``, ``hot_methods`` become asyncio handlers."""
+        """Wrap each method; with ``submit``, ``hot_methods`` become asyncio handlers."""
         for method in descriptor.methods:
             behavior = getattr(servicer, method.name)
             full_name = f"/{descriptor.full_name}/{method.name}"
             method_auth = auth if method.name in admin_methods else None
             wrapped: Behavior | AsyncBehavior
-            if executor is not None and method.name in hot_methods:
-                wrapped = guard_async(behavior, full_name, method_auth, executor)
+            if submit is not None and method.name in hot_methods:
+                wrapped = guard_async(behavior, full_name, method_auth, submit)
             else:
                 wrapped = guard(behavior, full_name, method_auth)
             setattr(self, method.name, wrapped)
@@ -92,9 +103,10 @@ def guard(behavior: Behavior, method: str, auth: AdminAuth | None) -> Behavior:
 
 
 def guard_async(
-    behavior: Behavior, method: str, auth: AdminAuth | None, executor: Executor
+    behavior: Behavior, method: str, auth: AdminAuth | None, submit: Submit
 ) -> AsyncBehavior:
-    """:func:`guard` as an asyncio handler that runs ``behavior`` on ``executor``."""
+    """:func:`guard` as an asyncio handler that runs ``behavior`` through ``submit``, keyed
+    by the request's ``customer_id`` when it has one."""
 
     async def guarded(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
         started = time.perf_counter()
@@ -106,8 +118,9 @@ def guard_async(
                 auth.check(context.invocation_metadata())
             remaining = context.time_remaining()
             deadline = None if remaining is None else time.monotonic() + remaining
-            response = await asyncio.get_running_loop().run_in_executor(
-                executor, _until, deadline, behavior, request, context
+            key = getattr(request, "customer_id", "") or None
+            response = await asyncio.wrap_future(
+                submit(_until, deadline, behavior, request, context, key=key)
             )
             return response
         except BudgetdError as error:

@@ -12,14 +12,17 @@ locks serialize writers to one customer, across replicas too, and each write is 
 transaction.
 
 ``Database.submit()`` is how the hot path runs its domain calls: on SQLite on the writer thread
-itself (no hand-off per write), on PostgreSQL on a pool of threads, one connection each.
+itself (no hand-off per write); on PostgreSQL on *lanes*, writer threads that each batch the
+calls of one customer at a time into one transaction (see ``budgetd.store.group_commit``).
 """
 
 from __future__ import annotations
 
+import itertools
 import time
+import zlib
 from collections.abc import Callable, Iterator
-from concurrent.futures import Executor, Future, ThreadPoolExecutor
+from concurrent.futures import Executor, Future
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
@@ -30,7 +33,7 @@ from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.pool import ConnectionPoolEntry
 
 from budgetd.errors import Unavailable
-from budgetd.store import deadlines, postgres
+from budgetd.store import deadlines, group_commit, postgres
 from budgetd.store.group_commit import GroupCommit
 from budgetd.store.metrics import STORE_LATENCY
 
@@ -43,12 +46,25 @@ class Database:
     def __init__(self, engine: Engine, timeout_s: float = 5.0, workers: int = 10) -> None:
         self.engine = engine
         self.is_sqlite = engine.dialect.name == "sqlite"
-        self._group = GroupCommit(engine) if self.is_sqlite else None
-        self._workers = workers
-        self._pool: ThreadPoolExecutor | None = None
+        self.timeout_s = timeout_s
+        self._group = GroupCommit(engine, translate=_translate) if self.is_sqlite else None
+        self._lanes = (
+            []
+            if self.is_sqlite
+            else [
+                GroupCommit(
+                    engine,
+                    name=f"store-lane-{i}",
+                    one_key_per_batch=True,
+                    translate=_translate,
+                    timeout_s=timeout_s,
+                )
+                for i in range(workers)
+            ]
+        )
+        self._next_lane = itertools.count()
         self.executor: Executor = _Submitter(self)
         """:meth:`submit` as an ``Executor``, for ``loop.run_in_executor``."""
-        self.timeout_s = timeout_s
         # Set by the store health check (budgetd.store.health) while the store does not answer:
         # units of work then fail at once instead of each waiting for its timeout.
         self.outage: str | None = None
@@ -90,24 +106,34 @@ class Database:
             postgres.configure(engine, timeout_s)
         return cls(engine, timeout_s, pool_size)
 
-    def submit(self, fn: Callable[..., T], *args: Any) -> Future[T]:
+    def submit(self, fn: Callable[..., T], *args: Any, key: str | None = None) -> Future[T]:
         """Run ``fn(*args)``, which does its own units of work, where writes are cheapest.
 
-        On SQLite that is the writer thread, and the future resolves after the commit holding
-        ``fn``'s writes; on PostgreSQL, a thread of a pool as large as the connection pool.
+        The future resolves after the commit holding ``fn``'s writes. On SQLite ``fn`` runs on
+        the writer thread; on PostgreSQL on the lane of ``key`` (the customer whose row ``fn``
+        locks), batched with that customer's other calls — or, without a key, on any lane
+        in a transaction of its own.
         """
+        if self.outage is not None:
+            # Fail at once, as write() would, rather than queue behind a store that is down.
+            failed: Future[T] = Future()
+            failed.set_exception(Unavailable(f"store unavailable: {self.outage}"))
+            return failed
         if self._group is not None:
             return self._group.submit(fn, *args)
-        if self._pool is None:
-            self._pool = ThreadPoolExecutor(self._workers, thread_name_prefix="store")
-        return self._pool.submit(fn, *args)
+        index = zlib.crc32(key.encode()) if key else next(self._next_lane)
+        return self._lanes[index % len(self._lanes)].submit(fn, *args, key=key)
 
     @contextmanager
     def write(self) -> Iterator[Connection]:
-        """A read-write unit of work, committed (and durable) when the block returns."""
+        """A read-write unit of work, committed (and durable) when the block returns.
+
+        On a writer thread (SQLite's, or a PostgreSQL lane) it is a savepoint of the batch.
+        """
         with self._translated("write"):
-            if self._group is not None:
-                with self._group.write() as conn:
+            group = self._group or group_commit.current()
+            if group is not None:
+                with group.write() as conn:
                     yield conn
             else:
                 with self.engine.begin() as conn:
@@ -130,21 +156,15 @@ class Database:
         try:
             with deadlines.store_work(self.timeout_s):
                 yield
-        except sa_exc.OperationalError as exc:
-            # Connection refused, server gone, database locked past the timeout: all retryable.
-            raise Unavailable(f"store unavailable: {_first_line(exc.orig)}") from exc
-        except sa_exc.TimeoutError as exc:
-            raise Unavailable("store unavailable: no free connection in time") from exc
+        except (sa_exc.OperationalError, sa_exc.TimeoutError) as exc:
+            raise _translate(exc) from exc
         finally:
             STORE_LATENCY.labels(kind).observe(time.perf_counter() - started)
 
     def dispose(self) -> None:
-        """Finish submitted work, stop the writer and close every pooled connection."""
-        if self._group is not None:
-            self._group.close()
-        if self._pool is not None:
-            self._pool.shutdown(wait=True)
-            self._pool = None
+        """Finish submitted work, stop the writers and close every pooled connection."""
+        for group in [self._group] if self._group else self._lanes:
+            group.close()
         self.engine.dispose()
 
 
@@ -175,6 +195,16 @@ def _configure_sqlite(engine: Engine, synchronous: str) -> None:
     def _on_begin(conn: Connection) -> None:
         write = conn.get_execution_options().get("budgetd_write", True)
         conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+
+def _translate(error: BaseException) -> BaseException:
+    """The store's failures as callers see them: outages are ``Unavailable`` (retryable)."""
+    if isinstance(error, sa_exc.OperationalError):
+        # Connection refused, server gone, database locked past the timeout: all retryable.
+        return Unavailable(f"store unavailable: {_first_line(error.orig)}")
+    if isinstance(error, sa_exc.TimeoutError):
+        return Unavailable("store unavailable: no free connection in time")
+    return error
 
 
 def _first_line(error: object) -> str:

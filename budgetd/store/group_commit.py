@@ -17,8 +17,11 @@ Two kinds of units share the queue, in arrival order:
   connection for the body of its ``with`` block and waits until it is done. Management calls and
   background jobs use this; it costs two thread hand-offs, which they can afford.
 
-Used for SQLite only: on PostgreSQL, one transaction holding the row locks of many customers at
-once could deadlock against another replica's batch.
+On PostgreSQL, budgetd runs several of these, as *lanes* (``budgetd.store.database``): jobs are
+keyed by customer, a customer's jobs always go to the same lane, and a batch there holds the jobs
+of one customer only. Calls for one customer then share one row lock and one commit instead of
+queueing on the lock one transaction each; and as no transaction ever holds two customers' row
+locks, batches of different replicas cannot deadlock.
 """
 
 from __future__ import annotations
@@ -27,12 +30,21 @@ import threading
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection, Engine
+from sqlalchemy import Connection, Engine, RootTransaction
+
+from budgetd.store import deadlines
 
 T = TypeVar("T")
+_local = threading.local()
+
+
+def current() -> GroupCommit | None:
+    """The group whose writer thread is calling, if any."""
+    group: GroupCommit | None = getattr(_local, "group", None)
+    return group
 
 
 class _Turn:
@@ -49,11 +61,12 @@ class _Turn:
 class _Job:
     """A function to run on the writer thread, and where its result goes after the commit."""
 
-    __slots__ = ("args", "fn", "future")
+    __slots__ = ("args", "fn", "future", "key")
 
-    def __init__(self, fn: Callable[..., Any], args: tuple[Any, ...]) -> None:
+    def __init__(self, fn: Callable[..., Any], args: tuple[Any, ...], key: str | None) -> None:
         self.fn = fn
         self.args = args
+        self.key = key
         self.future: Future[Any] = Future()
 
 
@@ -90,29 +103,48 @@ class _Outcome:
 class GroupCommit:
     """The write connection's owner: batches units of work into shared commits."""
 
-    def __init__(self, engine: Engine, max_batch: int = 128) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        max_batch: int = 128,
+        name: str = "sqlite-writer",
+        one_key_per_batch: bool = False,
+        translate: Callable[[BaseException], BaseException] = lambda error: error,
+        timeout_s: float | None = None,
+    ) -> None:
+        """``translate`` turns a batch's driver failure into what its callers should see;
+        ``timeout_s`` bounds the batch's own BEGIN and COMMIT (see ``budgetd.store.deadlines``).
+        """
         self._engine = engine
         self._max_batch = max_batch
+        self._name = name
+        self._one_key = one_key_per_batch
+        self._translate = translate
+        self._timeout_s = timeout_s
         self._queue: deque[_Job | _Turn] = deque()
         self._wake = threading.Condition(threading.Lock())
         self._closing = False
+        self._in_batch = False
         self._connection: Connection | None = None
+        self._transaction: RootTransaction | None = None
         self._savepoints = 0
         self._thread: threading.Thread | None = None  # started by the first unit
 
-    def submit(self, fn: Callable[..., T], *args: Any) -> Future[T]:
+    def submit(self, fn: Callable[..., T], *args: Any, key: str | None = None) -> Future[T]:
         """Run ``fn(*args)`` on the writer thread; the future resolves after its commit.
 
-        Inside ``fn``, every ``Database.write()`` is a savepoint of the current batch.
+        Inside ``fn``, every ``Database.write()`` is a savepoint of the current batch. With
+        ``one_key_per_batch``, only jobs of the same (non-None) ``key`` share a batch.
         """
-        job = _Job(fn, args)
+        job = _Job(fn, args, key)
         self._enqueue(job)
         return job.future
 
     @property
     def on_writer(self) -> bool:
         """Whether the calling thread is the writer, inside a batch."""
-        return threading.current_thread() is self._thread and self._connection is not None
+        return self._in_batch and threading.current_thread() is self._thread
 
     @contextmanager
     def write(self) -> Iterator[Connection]:
@@ -156,6 +188,7 @@ class GroupCommit:
                 self._wake.notify()
 
     def _run(self) -> None:
+        _local.group = self
         while True:
             with self._wake:
                 while not self._queue and not self._closing:
@@ -166,35 +199,69 @@ class GroupCommit:
             self._batch()
 
     def _batch(self) -> None:
-        """Run queued units in one transaction, commit, then report them all."""
-        try:
-            conn = self._engine.connect().execution_options(budgetd_write=True)
-            transaction = conn.begin()
-        except BaseException as exc:
-            self._fail_next(exc)
-            return
-        self._connection = conn
+        """Run queued units in one transaction, commit, then report them all.
+
+        The transaction starts with the first unit that writes, inside that unit's deadline:
+        a store that does not answer fails that unit, not the writer.
+        """
+        self._in_batch = True
         ran: list[_Outcome] = []
         error: BaseException | None = None
         try:
-            while len(ran) < self._max_batch and self._queue:
-                outcome = _Outcome(self._queue.popleft())  # only this thread pops
+            for unit in self._take():
+                outcome = _Outcome(unit)
                 ran.append(outcome)
                 self._perform(outcome)
-            if any(outcome.error is None and not outcome.skipped for outcome in ran):
-                transaction.commit()
-            else:
-                transaction.rollback()
+            if self._transaction is not None:
+                with deadlines.store_work(self._timeout_s) if self._timeout_s else nullcontext():
+                    if any(outcome.error is None and not outcome.skipped for outcome in ran):
+                        self._transaction.commit()
+                    else:
+                        self._transaction.rollback()
         except BaseException as exc:
             # The connection itself failed: nobody in this batch can be acknowledged.
-            error = exc
-            if transaction.is_active:
-                transaction.rollback()
+            error = self._translate(exc)
+            if self._transaction is not None and self._transaction.is_active:
+                self._transaction.rollback()
         finally:
-            self._connection = None
-            conn.close()
+            self._in_batch = False
+            if self._connection is not None:
+                self._connection.close()
+            self._connection = self._transaction = None
         for outcome in ran:
             outcome.report(error)
+
+    def _open(self) -> Connection:
+        """The batch's connection, in its transaction (opened by the first unit that writes)."""
+        if self._connection is None:
+            conn = self._engine.connect().execution_options(budgetd_write=True)
+            try:
+                self._transaction = conn.begin()
+            except BaseException:
+                conn.close()
+                raise
+            self._connection = conn
+        return self._connection
+
+    def _take(self) -> Iterator[_Job | _Turn]:
+        """The units of this batch, popped one at a time (only this thread pops)."""
+        first = self._queue.popleft()
+        yield first
+        key = first.key if isinstance(first, _Job) else None
+        taken = 1
+        if not self._one_key:
+            while taken < self._max_batch and self._queue:
+                taken += 1
+                yield self._queue.popleft()
+            return
+        while key is not None and taken < self._max_batch:
+            with self._wake:  # others append while this looks for the same customer's jobs
+                unit = next((u for u in self._queue if isinstance(u, _Job) and u.key == key), None)
+                if unit is None:
+                    return
+                self._queue.remove(unit)
+            taken += 1
+            yield unit
 
     def _perform(self, outcome: _Outcome) -> None:
         unit = outcome.unit
@@ -219,31 +286,21 @@ class GroupCommit:
 
     @contextmanager
     def _savepoint(self) -> Iterator[Connection]:
-        # Raw SAVEPOINTs on the driver connection: SQLAlchemy's begin_nested() builds and
-        # compiles two statements per use, which showed up on the hot path.
-        conn = self._connection
-        assert conn is not None
-        driver = conn.connection.driver_connection
-        assert driver is not None
+        # Plain SAVEPOINT statements: SQLAlchemy's begin_nested() builds and compiles two
+        # statements per use, which showed up on the hot path.
+        conn = self._open()
         name = f"u{self._savepoints}"
         self._savepoints += 1
-        driver.execute(f"SAVEPOINT {name}")
+        conn.exec_driver_sql(f"SAVEPOINT {name}")
         try:
             yield conn
         except BaseException:
-            driver.execute(f"ROLLBACK TO {name}")
-            driver.execute(f"RELEASE {name}")
+            conn.exec_driver_sql(f"ROLLBACK TO SAVEPOINT {name}")
+            conn.exec_driver_sql(f"RELEASE SAVEPOINT {name}")
             raise
         finally:
             self._savepoints -= 1
-        driver.execute(f"RELEASE {name}")
-
-    def _fail_next(self, error: BaseException) -> None:
-        """No transaction could be opened: fail the unit at the head of the queue."""
-        unit = self._queue.popleft()
-        if isinstance(unit, _Job) and not unit.future.set_running_or_notify_cancel():
-            return
-        _Outcome(unit).report(error)
+        conn.exec_driver_sql(f"RELEASE SAVEPOINT {name}")
 
 
 class _TurnFailed(Exception):
