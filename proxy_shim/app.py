@@ -14,6 +14,7 @@ from contextlib import asynccontextmanager
 
 import httpx
 from fastapi import FastAPI
+from httpx_aiohttp import HttpxAiohttpClient
 
 from proxy_shim import errors
 from proxy_shim.budgetd_client import BudgetdClient, channel_credentials
@@ -54,7 +55,10 @@ def create_app(settings: ShimSettings, config: ShimConfig | None = None) -> Fast
                 settings.budgetd_tls_key_file,
             ),
         )
-        http = httpx.AsyncClient(
+        # httpx's API over aiohttp's connections (httpx-aiohttp, as the OpenAI SDK offers):
+        # httpx's own transport (httpcore, h11) cost about 1 ms of CPU per upstream call, the
+        # largest share of the shim's; aiohttp's C parser about a fifth of that.
+        http = HttpxAiohttpClient(
             timeout=httpx.Timeout(settings.upstream_timeout_seconds, connect=10.0),
             limits=httpx.Limits(max_connections=1000, max_keepalive_connections=200),
         )

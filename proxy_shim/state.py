@@ -29,19 +29,23 @@ class ShimState:
     http: httpx.AsyncClient
 
 
-def shim_state(request: Request) -> ShimState:
+# The dependencies are ``async def`` on purpose: FastAPI runs a plain ``def`` dependency in its
+# thread pool, a thread hop on every request for a dictionary lookup.
+
+
+async def shim_state(request: Request) -> ShimState:
     """The shared state, as a FastAPI dependency."""
     state: ShimState = request.app.state.shim
     return state
 
 
-def admin_state(request: Request) -> ShimState:
+async def admin_state(request: Request) -> ShimState:
     """The shared state, for routes that need the master key.
 
     Its budgetd client names the caller to budgetd's audit trail by the fingerprint of the key
     it presented (``key:<16 hex>``), never the key.
     """
-    state = shim_state(request)
+    state: ShimState = request.app.state.shim
     state.keys.require(request, admin=True)
     actor = fingerprint(bearer_token(request) or "", "key")
     return dataclasses.replace(state, budgetd=state.budgetd.acting_for(actor))

@@ -55,7 +55,7 @@ from proxy_shim.openai_schema import (
     EMBEDDINGS_BODY,
     MAX_OUTPUT_TOKENS,
 )
-from proxy_shim.state import Shared, ShimState
+from proxy_shim.state import ShimState
 from proxy_shim.usd import header_usd
 
 router = APIRouter(tags=["models"])
@@ -72,27 +72,30 @@ _PASSED_HEADERS = ("content-type", "openai-processing-ms", "x-request-id")
 
 @router.post("/chat/completions", openapi_extra=CHAT_BODY)
 @router.post("/v1/chat/completions", openapi_extra=CHAT_BODY)
-async def chat_completions(request: Request, state: Shared) -> Response:
+async def chat_completions(request: Request) -> Response:
     """OpenAI chat completions, gated and metered."""
-    return await _proxy(request, state, "chat")
+    return await _proxy(request, "chat")
 
 
 @router.post("/completions", openapi_extra=COMPLETIONS_BODY)
 @router.post("/v1/completions", openapi_extra=COMPLETIONS_BODY)
-async def completions(request: Request, state: Shared) -> Response:
+async def completions(request: Request) -> Response:
     """OpenAI (legacy) completions, gated and metered."""
-    return await _proxy(request, state, "completions")
+    return await _proxy(request, "completions")
 
 
 @router.post("/embeddings", openapi_extra=EMBEDDINGS_BODY)
 @router.post("/v1/embeddings", openapi_extra=EMBEDDINGS_BODY)
-async def embeddings(request: Request, state: Shared) -> Response:
+async def embeddings(request: Request) -> Response:
     """OpenAI embeddings, gated and metered (input tokens only)."""
-    return await _proxy(request, state, "embeddings")
+    return await _proxy(request, "embeddings")
 
 
-async def _proxy(request: Request, state: ShimState, kind: str) -> Response:
-    record = CallRecord(route=request.url.path)
+async def _proxy(request: Request, kind: str) -> Response:
+    # Not the ``Shared`` dependency, nor ``request.url``: on the hot path, FastAPI's dependency
+    # solving and Starlette's URL parsing are measurable, and neither is needed here.
+    state: ShimState = request.app.state.shim
+    record = CallRecord(route=request.scope["path"])
     try:
         state.keys.require(request, admin=False)
         body = await _json_object(request)
