@@ -5,9 +5,9 @@ this is the only place that turns them into gRPC statuses. The same wrapping ser
 server and the in-process grpc_testing tests.
 
 The real server runs the hot methods (Authorize, RecordSpend, ...) as asyncio handlers that hand
-the servicer method to the store (``Database.submit``), keyed by the call's customer: on SQLite
-the writer thread runs it, so a call costs no thread of its own and no turn-taking on the write
-lock; on PostgreSQL the customer's lane batches it with the customer's other calls.
+the servicer method to the store (``Database.submit_async``), keyed by the call's customer: on
+SQLite the writer thread runs it, so a call costs no thread of its own and no turn-taking on the
+write lock; on PostgreSQL the customer's lane batches it with the customer's other calls.
 Everything else runs synchronously on the server's thread pool.
 """
 
@@ -17,7 +17,6 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Collection
-from concurrent.futures import Future
 from typing import Any, Protocol
 
 import grpc
@@ -36,11 +35,11 @@ AsyncBehavior = Callable[[Any, grpc.aio.ServicerContext[Any, Any]], Awaitable[An
 
 
 class Submit(Protocol):
-    """``Database.submit``: runs a function where the store wants it run."""
+    """``Database.submit_async``: runs a function where the store wants it run."""
 
     def __call__(
         self, fn: Callable[..., Any], /, *args: Any, key: str | None = None
-    ) -> Future[Any]: ...
+    ) -> asyncio.Future[Any]: ...
 
 
 # Request fields worth a place in the call log; never credentials.
@@ -119,9 +118,7 @@ def guard_async(
             remaining = context.time_remaining()
             deadline = None if remaining is None else time.monotonic() + remaining
             key = getattr(request, "customer_id", "") or None
-            response = await asyncio.wrap_future(
-                submit(_until, deadline, behavior, request, context, key=key)
-            )
+            response = await submit(_until, deadline, behavior, request, context, key=key)
             return response
         except BudgetdError as error:
             code, detail = status_code(error), error.message

@@ -1,9 +1,9 @@
 """The gRPC server: budgetd.v1 services, grpc.health.v1, reflection and Prometheus metrics.
 
 The hot methods (Authorize, RecordSpend, ReleaseReservation, Envoy's ext_proc) are asyncio
-handlers that run their domain call through the store's ``Database.submit`` — on SQLite its
-writer thread, on PostgreSQL the customer's lane (see ``budgetd.store.group_commit``). The other
-RPC handlers are synchronous (the domain runs blocking SQL); grpc.aio runs them on the
+handlers that run their domain call through the store (``Database.submit_async``) — on SQLite
+its writer thread, on PostgreSQL the customer's lane (see ``budgetd.store.group_commit``). The
+other RPC handlers are synchronous (the domain runs blocking SQL); grpc.aio runs them on the
 ``migration_thread_pool``. Health and reflection are asyncio handlers on the event loop.
 """
 
@@ -88,7 +88,7 @@ def registrations(app: Budgetd, auth: AdminAuth, *, hot_async: bool = False) -> 
     """Every budgetd.v1 servicer, wrapped by the guard; used by the server and by tests.
 
     With ``hot_async`` (the server), the hot methods become asyncio handlers run through the
-    store's ``Database.submit``; without (grpc_testing, which calls handlers synchronously)
+    store's ``Database.submit_async``; without (grpc_testing, which calls handlers synchronously)
     all stay synchronous.
     """
     every = frozenset(m.name for service in (CUSTOMERS, BUDGETS, AUDIT) for m in service.methods)
@@ -102,7 +102,7 @@ def registrations(app: Budgetd, auth: AdminAuth, *, hot_async: bool = False) -> 
                 auth,
                 SPEND_ADMIN_METHODS,
                 hot_methods=SPEND_HOT_METHODS,
-                submit=app.db.submit if hot_async else None,
+                submit=app.db.submit_async if hot_async else None,
             ),
             spend_grpc.add_SpendServiceServicer_to_server,
         ),

@@ -12,6 +12,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from budgetd.domain.accounts import Account
 from budgetd.domain.records import BudgetLimits, Customer
 from budgetd.store.budgets import LIMIT_COLUMNS, limits_from_row
+from budgetd.store.prepared import Prepared
 from budgetd.store.schema import budgets, customers
 
 _CUSTOMER_JOIN = customers.outerjoin(budgets, customers.c.budget_id == budgets.c.budget_id)
@@ -35,9 +36,11 @@ _SELECT_ACCOUNT = select(
 # (coercing literals, computing cache keys) cost more than running them.
 _READ_BY_USER = _SELECT_ACCOUNT.where(customers.c.user_id == bindparam("user_id"))
 _READ_BY_PK = _SELECT_ACCOUNT.where(customers.c.id == bindparam("customer_pk"))
-_LOCK_BY_USER = _READ_BY_USER.with_for_update(of=customers)
-_LOCK_BY_PK = _READ_BY_PK.with_for_update(of=customers)
-_SAVE_ACCOUNT = (
+_LOCK_BY_USER = Prepared(_READ_BY_USER.with_for_update(of=customers))
+_LOCK_BY_PK = Prepared(_READ_BY_PK.with_for_update(of=customers))
+_UNLOCKED_BY_USER = Prepared(_READ_BY_USER)
+_UNLOCKED_BY_PK = Prepared(_READ_BY_PK)
+_SAVE_ACCOUNT = Prepared(
     update(customers)
     .where(customers.c.id == bindparam("pk"))
     .values(
@@ -172,18 +175,17 @@ class CustomerRepository:
         With ``for_update=False``, a plain read for reporting.
         """
         if user_id is not None:
-            stmt = _LOCK_BY_USER if for_update else _READ_BY_USER
-            row = conn.execute(stmt, {"user_id": user_id}).one_or_none()
+            stmt = _LOCK_BY_USER if for_update else _UNLOCKED_BY_USER
+            m = stmt.row(conn, {"user_id": user_id})
         else:
-            stmt = _LOCK_BY_PK if for_update else _READ_BY_PK
-            row = conn.execute(stmt, {"customer_pk": customer_pk}).one_or_none()
-        if row is None:
+            stmt = _LOCK_BY_PK if for_update else _UNLOCKED_BY_PK
+            m = stmt.row(conn, {"customer_pk": customer_pk})
+        if m is None:
             return None
-        m = row._mapping
         return Account(
             customer_pk=m["id"],
             user_id=m["user_id"],
-            blocked=m["blocked"],
+            blocked=bool(m["blocked"]),
             spend_nanos=m["spend_nanos"],
             reserved_nanos=m["reserved_nanos"],
             open_holds=m["open_holds"],
@@ -198,8 +200,8 @@ class CustomerRepository:
 
     def save(self, conn: Connection, account: Account) -> None:
         """Write back the counters of a locked account."""
-        conn.execute(
-            _SAVE_ACCOUNT,
+        _SAVE_ACCOUNT.run(
+            conn,
             {
                 "pk": account.customer_pk,
                 "spend_nanos": account.spend_nanos,

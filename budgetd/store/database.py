@@ -18,6 +18,7 @@ calls of one customer at a time into one transaction (see ``budgetd.store.group_
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import time
 import zlib
@@ -119,10 +120,25 @@ class Database:
             failed: Future[T] = Future()
             failed.set_exception(Unavailable(f"store unavailable: {self.outage}"))
             return failed
+        return self._group_for(key).submit(fn, *args, key=key)
+
+    def _group_for(self, key: str | None) -> GroupCommit:
+        """SQLite's writer; on PostgreSQL, the lane of ``key`` (any lane without one)."""
         if self._group is not None:
-            return self._group.submit(fn, *args)
+            return self._group
         index = zlib.crc32(key.encode()) if key else next(self._next_lane)
-        return self._lanes[index % len(self._lanes)].submit(fn, *args, key=key)
+        return self._lanes[index % len(self._lanes)]
+
+    def submit_async(
+        self, fn: Callable[..., T], *args: Any, key: str | None = None
+    ) -> asyncio.Future[T]:
+        """:meth:`submit` for a caller on an event loop (the hot RPCs): the result arrives as
+        an asyncio future, and a batch's results reach the loop in one wake-up."""
+        if self.outage is not None:
+            failed: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+            failed.set_exception(Unavailable(f"store unavailable: {self.outage}"))
+            return failed
+        return self._group_for(key).submit_async(fn, *args, key=key)
 
     @contextmanager
     def write(self) -> Iterator[Connection]:

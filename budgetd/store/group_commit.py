@@ -26,6 +26,8 @@ locks, batches of different replicas cannot deadlock.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import threading
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -33,9 +35,10 @@ from concurrent.futures import Future
 from contextlib import contextmanager, nullcontext
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection, Engine, RootTransaction
+from sqlalchemy import Connection, Engine, RootTransaction, text
 
 from budgetd.store import deadlines
+from budgetd.store.prepared import Prepared
 
 T = TypeVar("T")
 _local = threading.local()
@@ -59,15 +62,47 @@ class _Turn:
 
 
 class _Job:
-    """A function to run on the writer thread, and where its result goes after the commit."""
+    """A function to run on the writer thread, and where its result goes after the commit:
+    a ``concurrent.futures.Future``, or an asyncio future of ``loop``."""
 
-    __slots__ = ("args", "fn", "future", "key")
+    __slots__ = ("args", "fn", "future", "key", "loop")
 
-    def __init__(self, fn: Callable[..., Any], args: tuple[Any, ...], key: str | None) -> None:
+    def __init__(
+        self,
+        fn: Callable[..., Any],
+        args: tuple[Any, ...],
+        key: str | None,
+        loop: asyncio.AbstractEventLoop | None = None,
+    ) -> None:
         self.fn = fn
         self.args = args
         self.key = key
-        self.future: Future[Any] = Future()
+        self.loop = loop
+        self.future: Future[Any] | asyncio.Future[Any] = (
+            Future() if loop is None else loop.create_future()
+        )
+
+    def start(self) -> bool:
+        """Whether to run the job: not if its caller gave up (a cancelled RPC) already."""
+        if isinstance(self.future, Future):
+            return self.future.set_running_or_notify_cancel()
+        # Read from another thread: a cancellation racing this check only means the job runs
+        # and its result is dropped, as for a caller that goes away a moment later.
+        return not self.future.cancelled()
+
+
+_Resolutions = dict[asyncio.AbstractEventLoop, list[tuple["asyncio.Future[Any]", Any, Any]]]
+
+
+def _resolve(resolutions: list[tuple[asyncio.Future[Any], BaseException | None, Any]]) -> None:
+    """On the event loop: hand a batch's outcomes to their awaiting calls."""
+    for future, error, result in resolutions:
+        if future.cancelled():
+            continue
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(result)
 
 
 class _Outcome:
@@ -81,19 +116,28 @@ class _Outcome:
         self.result: Any = None
         self.skipped = False
 
-    def report(self, batch_error: BaseException | None) -> None:
-        """Resolve the unit's future: the batch's failure first, then the unit's own."""
+    def report(self, batch_error: BaseException | None, later: _Resolutions) -> None:
+        """Resolve the unit's future: the batch's failure first, then the unit's own.
+
+        Asyncio futures are collected in ``later``, to be resolved on their loops with one
+        wake-up per batch rather than one per call.
+        """
         if self.skipped:
             return
         unit = self.unit
+        error = batch_error or self.error
+        if isinstance(error, _TurnFailed):
+            error = None  # the borrower raised its own error already
+        if isinstance(unit, _Job) and unit.loop is not None:
+            assert isinstance(unit.future, asyncio.Future)
+            later.setdefault(unit.loop, []).append((unit.future, error, self.result))
+            return
         if isinstance(unit, _Turn):
             unit.started.set()  # a turn that never got the connection must not wait forever
             future: Future[Any] = unit.done
         else:
+            assert isinstance(unit.future, Future)
             future = unit.future
-        error = batch_error or self.error
-        if isinstance(error, _TurnFailed):
-            error = None  # the borrower raised its own error already
         if error is not None:
             future.set_exception(error)
         else:
@@ -139,6 +183,16 @@ class GroupCommit:
         """
         job = _Job(fn, args, key)
         self._enqueue(job)
+        assert isinstance(job.future, Future)
+        return job.future
+
+    def submit_async(
+        self, fn: Callable[..., T], *args: Any, key: str | None = None
+    ) -> asyncio.Future[T]:
+        """:meth:`submit` for a caller on an event loop: the result arrives on that loop."""
+        job = _Job(fn, args, key, asyncio.get_running_loop())
+        self._enqueue(job)
+        assert isinstance(job.future, asyncio.Future)
         return job.future
 
     @property
@@ -228,8 +282,12 @@ class GroupCommit:
             if self._connection is not None:
                 self._connection.close()
             self._connection = self._transaction = None
+        later: _Resolutions = {}
         for outcome in ran:
-            outcome.report(error)
+            outcome.report(error, later)
+        for loop, resolutions in later.items():
+            with contextlib.suppress(RuntimeError):  # a closed loop: nobody is waiting any more
+                loop.call_soon_threadsafe(_resolve, resolutions)
 
     def _open(self) -> Connection:
         """The batch's connection, in its transaction (opened by the first unit that writes)."""
@@ -266,7 +324,7 @@ class GroupCommit:
     def _perform(self, outcome: _Outcome) -> None:
         unit = outcome.unit
         if isinstance(unit, _Job):
-            if not unit.future.set_running_or_notify_cancel():
+            if not unit.start():
                 outcome.skipped = True  # its caller gave up (a cancelled RPC): nothing to do
                 return
             try:
@@ -286,21 +344,37 @@ class GroupCommit:
 
     @contextmanager
     def _savepoint(self) -> Iterator[Connection]:
-        # Plain SAVEPOINT statements: SQLAlchemy's begin_nested() builds and compiles two
-        # statements per use, which showed up on the hot path.
         conn = self._open()
-        name = f"u{self._savepoints}"
+        depth = self._savepoints
+        save, back, release = (
+            _SAVEPOINTS[depth] if depth < len(_SAVEPOINTS) else _savepoint_statements(depth)
+        )
         self._savepoints += 1
-        conn.exec_driver_sql(f"SAVEPOINT {name}")
+        save.run(conn, {})
         try:
             yield conn
         except BaseException:
-            conn.exec_driver_sql(f"ROLLBACK TO SAVEPOINT {name}")
-            conn.exec_driver_sql(f"RELEASE SAVEPOINT {name}")
+            back.run(conn, {})
+            release.run(conn, {})
             raise
         finally:
             self._savepoints -= 1
-        conn.exec_driver_sql(f"RELEASE SAVEPOINT {name}")
+        release.run(conn, {})
+
+
+def _savepoint_statements(depth: int) -> tuple[Prepared, Prepared, Prepared]:
+    """SAVEPOINT, ROLLBACK TO and RELEASE of the savepoint at ``depth`` (units nest)."""
+    name = f"unit_{depth}"
+    return (
+        Prepared(text(f"SAVEPOINT {name}")),
+        Prepared(text(f"ROLLBACK TO SAVEPOINT {name}")),
+        Prepared(text(f"RELEASE SAVEPOINT {name}")),
+    )
+
+
+# Prepared statements rather than ``begin_nested()``, which builds and compiles two statements
+# per use: a savepoint per unit is on the hot path. Units nest a level or two deep.
+_SAVEPOINTS = [_savepoint_statements(depth) for depth in range(8)]
 
 
 class _TurnFailed(Exception):

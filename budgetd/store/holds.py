@@ -7,6 +7,7 @@ from typing import Any
 
 from sqlalchemy import Connection, bindparam, func, insert, select, update
 
+from budgetd.store.prepared import Prepared
 from budgetd.store.schema import HOLD_EXPIRED, HOLD_OPEN, holds
 
 
@@ -32,6 +33,10 @@ def _hold(row: Any) -> Hold:
     return Hold(**{name: row._mapping[name] for name in Hold.__slots__})
 
 
+def _hold_of(row: dict[str, Any]) -> Hold:
+    return Hold(**row)
+
+
 _SELECT_HOLD = select(
     holds.c.hold_id,
     holds.c.customer_pk,
@@ -50,13 +55,15 @@ _SELECT_HOLD = select(
 
 # The hot path's statements, built once with bind parameters: building them per call
 # (coercing literals, computing cache keys) cost more than running them.
-_INSERT_HOLD = insert(holds).values({name: bindparam(name) for name in Hold.__slots__})
-_GET_HOLD = _SELECT_HOLD.where(holds.c.hold_id == bindparam("hold_id"))
-_GET_BY_REQUEST = _SELECT_HOLD.where(
-    holds.c.customer_pk == bindparam("customer_pk"),
-    holds.c.request_id == bindparam("request_id"),
+_INSERT_HOLD = Prepared(insert(holds).values({name: bindparam(name) for name in Hold.__slots__}))
+_GET_HOLD = Prepared(_SELECT_HOLD.where(holds.c.hold_id == bindparam("hold_id")))
+_GET_BY_REQUEST = Prepared(
+    _SELECT_HOLD.where(
+        holds.c.customer_pk == bindparam("customer_pk"),
+        holds.c.request_id == bindparam("request_id"),
+    )
 )
-_CLOSE_HOLD = (
+_CLOSE_HOLD = Prepared(
     update(holds)
     .where(holds.c.hold_id == bindparam("id"), holds.c.state == bindparam("from_state"))
     .values(state=bindparam("to_state"), closed_us=bindparam("now_us"))
@@ -69,19 +76,17 @@ class HoldRepository:
 
     def insert(self, conn: Connection, hold: Hold) -> None:
         """Store an open hold; IntegrityError when (customer, request_id) was seen before."""
-        conn.execute(_INSERT_HOLD, {name: getattr(hold, name) for name in Hold.__slots__})
+        _INSERT_HOLD.run(conn, {name: getattr(hold, name) for name in Hold.__slots__})
 
     def get(self, conn: Connection, hold_id: str) -> Hold | None:
         """A hold by id."""
-        row = conn.execute(_GET_HOLD, {"hold_id": hold_id}).one_or_none()
-        return _hold(row) if row else None
+        row = _GET_HOLD.row(conn, {"hold_id": hold_id})
+        return _hold_of(row) if row else None
 
     def get_by_request(self, conn: Connection, customer_pk: int, request_id: str) -> Hold | None:
         """The hold an earlier Authorize with this request_id took."""
-        row = conn.execute(
-            _GET_BY_REQUEST, {"customer_pk": customer_pk, "request_id": request_id}
-        ).one_or_none()
-        return _hold(row) if row else None
+        row = _GET_BY_REQUEST.row(conn, {"customer_pk": customer_pk, "request_id": request_id})
+        return _hold_of(row) if row else None
 
     def close(
         self, conn: Connection, hold_id: str, *, from_state: str, to_state: str, now_us: int
@@ -90,11 +95,10 @@ class HoldRepository:
 
         A conditional UPDATE, so of two racing settlers exactly one moves it.
         """
-        row = conn.execute(
-            _CLOSE_HOLD,
-            {"id": hold_id, "from_state": from_state, "to_state": to_state, "now_us": now_us},
-        ).one_or_none()
-        return _hold(row) if row else None
+        row = _CLOSE_HOLD.row(
+            conn, {"id": hold_id, "from_state": from_state, "to_state": to_state, "now_us": now_us}
+        )
+        return _hold_of(row) if row else None
 
     def expire(self, conn: Connection, customer_pk: int, *, now_us: int) -> list[Hold]:
         """Expire a customer's open holds past their time; returns them."""

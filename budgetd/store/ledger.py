@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import Connection, bindparam, func, insert, select
 
 from budgetd.domain.records import LedgerEntry
+from budgetd.store.prepared import Prepared
 from budgetd.store.schema import ledger
 
 _SELECT_ENTRY = select(
@@ -42,13 +43,15 @@ _APPEND_COLUMNS = (
     "created_us",
     "window_start_us",
 )
-_APPEND = (
+_APPEND = Prepared(
     insert(ledger)
     .values({name: bindparam(name) for name in _APPEND_COLUMNS})
     .returning(ledger.c.entry_id)
 )
-_GET_BY_REQUEST = select(ledger.c.customer_pk, *_SELECT_ENTRY.selected_columns).where(
-    ledger.c.request_id == bindparam("request_id")
+_GET_BY_REQUEST = Prepared(
+    select(ledger.c.customer_pk, *_SELECT_ENTRY.selected_columns).where(
+        ledger.c.request_id == bindparam("request_id")
+    )
 )
 
 
@@ -61,8 +64,8 @@ class LedgerRepository:
 
     def append(self, conn: Connection, *, customer_pk: int, entry: LedgerEntry) -> LedgerEntry:
         """Append an entry; IntegrityError when its request_id was recorded before."""
-        entry_id = conn.execute(
-            _APPEND,
+        appended = _APPEND.row(
+            conn,
             {
                 "customer_pk": customer_pk,
                 "user_id": entry.user_id,
@@ -77,13 +80,14 @@ class LedgerRepository:
                 "created_us": entry.created_us,
                 "window_start_us": entry.window_start_us,
             },
-        ).scalar_one()
-        return dataclasses.replace(entry, entry_id=entry_id)
+        )
+        assert appended is not None
+        return dataclasses.replace(entry, entry_id=appended["entry_id"])
 
     def get_by_request(self, conn: Connection, request_id: str) -> tuple[int, LedgerEntry] | None:
         """(customer_pk, entry) recorded for a request_id."""
-        row = conn.execute(_GET_BY_REQUEST, {"request_id": request_id}).one_or_none()
-        return (row.customer_pk, _entry(row._mapping)) if row else None
+        row = _GET_BY_REQUEST.row(conn, {"request_id": request_id})
+        return (row["customer_pk"], _entry(row)) if row else None
 
     def list(
         self, conn: Connection, customer_pk: int, before_entry_id: int | None, limit: int
