@@ -412,6 +412,14 @@ def peak_rss_mb(pid: int) -> float:
     return float("nan")
 
 
+def pss_mb(pid: int) -> float:
+    """A process's proportional set size now: pages shared with others counted in part."""
+    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+        if line.startswith("Pss:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
 def _visibility_lag(shim_url: str) -> float:
     """Seconds until a call's spend shows in /customer/info (0.0 when it shows at once)."""
     customer = f"visible-{uuid.uuid4().hex[:8]}"
@@ -474,43 +482,50 @@ def shim(tmp: Path, runs: int, seconds: float) -> str:
     out = [
         "## The shim's cost\n",
         "budgetd (SQLite), the fake upstream and the shim on the same 2 cores; wrk, 1 thread, "
-        "16 connections, one customer with no budget limit (every call is authorized, "
+        "c connections, one customer with no budget limit (every call is authorized, "
         "forwarded and metered). Added latency = through the shim minus direct, at the "
-        "median.\n",
-        "| path | requests/s | p50 ms | p99 ms | added p50 ms | client CPU (cores) | errors |",
-        "|---|---|---|---|---|---|---|",
+        "median, same c. At c = 1 it is the shim's own cost per call (two budgetd calls, the "
+        "outbox fsync, the forward); at c = 16 it also holds the queueing of a saturated "
+        "machine (16 / throughput).\n",
+        "| path | c | requests/s | p50 ms | p99 ms | added p50 ms | client CPU (cores) | errors |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     with database("sqlite", tmp) as url, shim_stack(url, tmp) as (daemon, proxy, upstream):
         shim_url = f"http://127.0.0.1:{proxy.port}"
-        for label, target, payload, headers in (
-            ("direct to the fake upstream", f"{upstream}/chat/completions", direct_body, plain),
-            ("through the shim", f"{shim_url}/chat/completions", body, auth),
-            ("direct, streaming", f"{upstream}/chat/completions", direct_stream, plain),
-            ("through the shim, streaming", f"{shim_url}/chat/completions", stream_body, auth),
-        ):
-            result = repeat(
-                lambda t=target, p=payload, h=headers: wrk_post(
-                    t, p, h, concurrency=16, seconds=seconds
-                ),
-                runs,
-            )
-            if label.startswith("direct"):
-                base = result
-            added = result.p50_ms.median - base.p50_ms.median
-            out.append(
-                f"| {label} | {result.rps.show()} | {result.p50_ms.show(2)} | "
-                f"{result.p99_ms.show(2)} | {added:+.2f} | {result.client_cpu.show(2)} | "
-                f"{result.errors} |"
-            )
+        for c in (1, 16):
+            for label, target, payload, headers in (
+                ("direct to the fake upstream", f"{upstream}/chat/completions", direct_body, plain),
+                ("through the shim", f"{shim_url}/chat/completions", body, auth),
+                ("direct, streaming", f"{upstream}/chat/completions", direct_stream, plain),
+                ("through the shim, streaming", f"{shim_url}/chat/completions", stream_body, auth),
+            ):
+                result = repeat(
+                    lambda t=target, p=payload, h=headers, c=c: wrk_post(
+                        t, p, h, concurrency=c, seconds=seconds
+                    ),
+                    runs,
+                )
+                if label.startswith("direct"):
+                    base = result
+                added = result.p50_ms.median - base.p50_ms.median
+                out.append(
+                    f"| {label} | {c} | {result.rps.show()} | {result.p50_ms.show(2)} | "
+                    f"{result.p99_ms.show(2)} | {added:+.2f} | {result.client_cpu.show(2)} | "
+                    f"{result.errors} |"
+                )
         lag = _visibility_lag(shim_url)
         admitted, ratio = asyncio.run(_overspend_http(shim_url, 256, 37))
         assert daemon.proc is not None and proxy.proc is not None
         budgetd_rss = peak_rss_mb(daemon.proc.pid)
         shim_rss = peak_rss_mb(proxy.proc.pid)
+        budgetd_pss, shim_pss = pss_mb(daemon.proc.pid), pss_mb(proxy.proc.pid)
     out += [
         "",
-        f"- Peak RSS after these runs: budgetd {budgetd_rss:.0f} MB, shim {shim_rss:.0f} MB "
-        f"(together {budgetd_rss + shim_rss:.0f} MB).",
+        f"- Peak RSS (VmHWM) after these runs: budgetd {budgetd_rss:.0f} MB, shim "
+        f"{shim_rss:.0f} MB (together {budgetd_rss + shim_rss:.0f} MB). RSS counts the library "
+        f"pages both processes share (grpc, Python, OpenSSL) twice; their PSS at the end, which "
+        f"splits shared pages: budgetd {budgetd_pss:.0f} MB, shim {shim_pss:.0f} MB (together "
+        f"{budgetd_pss + shim_pss:.0f} MB).",
         f"- Spend visible in `/customer/info` {lag:.2f} s after the call returned.",
         f"- Overspend through the shim: 256 concurrent calls (max_tokens 16) for a customer "
         f"whose budget is exactly 37 calls' actual cost: {admitted} admitted (at most 37: "
