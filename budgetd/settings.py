@@ -34,7 +34,11 @@ class Settings(BaseSettings):
         4096, gt=0, description="Output estimate when neither call nor model names a limit"
     )
     chars_per_token: int = Field(3, gt=0, description="Prompt characters per estimated token")
-    workers: int = Field(16, gt=0, description="Threads (and database connections) for RPCs")
+    workers: int = Field(
+        16,
+        gt=0,
+        description="Threads for management RPCs, database connections and PostgreSQL lanes",
+    )
     sqlite_synchronous: Literal["FULL", "NORMAL"] = Field(
         "FULL", description="FULL: a charge survives power loss; NORMAL: only a crash"
     )
