@@ -66,14 +66,16 @@ def _serve(settings: Settings, *, migrate_first: bool) -> int:
     app = build(settings)
     # An embedded SQLite has one user, so it migrates itself; a shared PostgreSQL is migrated
     # by an explicit step (or --migrate), never by whichever replica happens to start first.
-    if app.db.is_sqlite or migrate_first:
-        migrate.upgrade(app.db)
-    elif not migrate.is_current(app.db):
-        log.error(
-            "database schema is not current; run `budgetd migrate` first",
-            extra={"fields": {"want": migrate.head_revision()}},
-        )
-        return 2
+    # Checked first: on a current schema Alembic is never loaded into the serving process.
+    if not migrate.is_current(app.db):
+        if app.db.is_sqlite or migrate_first:
+            migrate.upgrade(app.db)
+        else:
+            log.error(
+                "database schema is not current; run `budgetd migrate` first",
+                extra={"fields": {"want": migrate.HEAD_REVISION}},
+            )
+            return 2
     if settings.admin_token is None:
         log.warning("BUDGETD_ADMIN_TOKEN is not set: management RPCs accept every caller")
     if settings.metrics_addr:

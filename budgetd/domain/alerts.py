@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import logging
 
-import httpx
-
 from budgetd.clock import Clock
 from budgetd.store.alerts import Alert, AlertRepository
 from budgetd.store.database import Database
@@ -35,6 +33,9 @@ class AlertSender:
         self._url = url
         self._batch = batch
         self._alerts = AlertRepository()
+        # Imported here, not at the top: a daemon without a webhook never loads httpx (~4 MB).
+        import httpx
+
         self._http = httpx.Client(timeout=timeout_s)
 
     def deliver_due(self) -> int:
@@ -58,6 +59,8 @@ class AlertSender:
         return delivered
 
     def _post(self, alert: Alert) -> bool:
+        import httpx  # loaded by __init__ already
+
         try:
             response = self._http.post(self._url, json={"type": alert.kind, **alert.payload})
         except httpx.HTTPError as exc:

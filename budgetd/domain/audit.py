@@ -10,11 +10,12 @@ management) and retries that change nothing (an idempotent create's replay).
 
 from __future__ import annotations
 
-from typing import Any, Literal, get_args
+from typing import Any, get_args
 
 from sqlalchemy import Connection
 
 from budgetd.domain.actors import Actor
+from budgetd.domain.audit_actions import AuditAction
 from budgetd.domain.limits import limits_json
 from budgetd.domain.paging import decode_token, encode_token
 from budgetd.domain.records import AuditEntry, Budget, Customer, Page
@@ -26,17 +27,6 @@ from budgetd.validation import check_page_size, optional_id
 CUSTOMER = "customer"
 BUDGET = "budget"
 TARGET_TYPES = frozenset({CUSTOMER, BUDGET})
-AuditAction = Literal[
-    "customer.create",
-    "customer.update",
-    "customer.change_tier",
-    "customer.delete",
-    "customer.block",
-    "customer.unblock",
-    "budget.create",
-    "budget.update",
-    "budget.delete",
-]
 ACTIONS = frozenset(get_args(AuditAction))
 
 

@@ -7,10 +7,10 @@ from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import Connection, Row, bindparam, delete, insert, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 
 from budgetd.domain.accounts import Account
 from budgetd.domain.records import BudgetLimits, Customer
+from budgetd.store import upserts
 from budgetd.store.budgets import LIMIT_COLUMNS, limits_from_row
 from budgetd.store.prepared import Prepared
 from budgetd.store.schema import budgets, customers
@@ -99,9 +99,8 @@ class CustomerRepository:
         self, conn: Connection, user_id: str, *, budget_id: str | None, now_us: int
     ) -> None:
         """Create a customer on first use; a concurrent creator wins silently."""
-        dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
         conn.execute(
-            dialect.insert(customers)
+            upserts.insert(conn, customers)
             .values(user_id=user_id, budget_id=budget_id, created_us=now_us, updated_us=now_us)
             .on_conflict_do_nothing(index_elements=[customers.c.user_id])
         )

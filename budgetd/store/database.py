@@ -34,7 +34,7 @@ from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.pool import ConnectionPoolEntry
 
 from budgetd.errors import Unavailable
-from budgetd.store import deadlines, group_commit, postgres
+from budgetd.store import deadlines, group_commit
 from budgetd.store.group_commit import GroupCommit
 from budgetd.store.metrics import STORE_LATENCY
 
@@ -99,11 +99,15 @@ class Database:
                 parsed = parsed.set(drivername="postgresql+psycopg")
             engine = create_engine(
                 parsed,
-                pool_size=pool_size,
+                # The lanes (``pool_size`` of them) and as many management threads.
+                pool_size=2 * pool_size,
                 max_overflow=0,
                 pool_pre_ping=True,
                 pool_timeout=timeout_s,
             )
+            # Imported here: it loads psycopg, which a daemon on SQLite does without (~8 MB).
+            from budgetd.store import postgres
+
             postgres.configure(engine, timeout_s)
         return cls(engine, timeout_s, pool_size)
 

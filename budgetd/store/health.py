@@ -19,7 +19,7 @@ from collections.abc import Callable
 from sqlalchemy import create_engine
 from sqlalchemy.pool import NullPool
 
-from budgetd.store import deadlines, postgres
+from budgetd.store import deadlines
 from budgetd.store.database import Database
 
 log = logging.getLogger("budgetd.store")
@@ -40,6 +40,9 @@ class StoreHealth:
             # Opening the file is part of the check; nothing to keep open between probes.
             self._engine = create_engine(db.engine.url, poolclass=NullPool)
         else:
+            # Imported here, as in Database.connect: only PostgreSQL needs psycopg loaded.
+            from budgetd.store import postgres
+
             self._engine = create_engine(db.engine.url, pool_size=1, max_overflow=0)
             postgres.configure(self._engine, self._timeout_s)
         self._stopped = threading.Event()

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from sqlalchemy import Connection, select
-from sqlalchemy.dialects import postgresql, sqlite
 
 from budgetd.domain.accounts import ModelAccount
+from budgetd.store import upserts
 from budgetd.store.schema import model_spend
 
 
@@ -36,9 +36,8 @@ class ModelSpendRepository:
             "window_end_us": account.window_end_us,
             "window_anchor_us": account.window_anchor_us,
         }
-        dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
         conn.execute(
-            dialect.insert(model_spend)
+            upserts.insert(conn, model_spend)
             .values(customer_pk=account.customer_pk, model=account.model, **values)
             .on_conflict_do_update(
                 index_elements=[model_spend.c.customer_pk, model_spend.c.model], set_=values

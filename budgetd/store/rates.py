@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from sqlalchemy import Connection, delete, func, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 
 from budgetd.domain.admission import RateUsage
+from budgetd.store import upserts
 from budgetd.store.schema import rate_buckets
 
 # The customer-wide scope; a model's scope is its name.
@@ -41,8 +41,7 @@ class RateRepository:
         tokens: int,
     ) -> None:
         """Count requests and tokens in a second's bucket."""
-        dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-        stmt = dialect.insert(rate_buckets).values(
+        stmt = upserts.insert(conn, rate_buckets).values(
             customer_pk=customer_pk, scope=scope, second=second, requests=requests, tokens=tokens
         )
         conn.execute(

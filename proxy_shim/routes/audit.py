@@ -25,7 +25,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Query
 from pydantic import BaseModel
 
-from budgetd.domain.audit import AuditAction
+from budgetd.domain.audit_actions import AuditAction
 from budgetd.v1 import audit_service_pb2 as audit_pb
 from proxy_shim.litellm_schema import MAX_ID_LENGTH
 from proxy_shim.state import Admin

@@ -57,6 +57,10 @@ def test_up_serves_the_seed_and_stops_on_sigterm(tmp_path: Path) -> None:
             )
             assert answer.status_code == 200, answer.text
             assert client.get("/customer/info?end_user_id=ishaan3").json()["spend"] > 0
+        # `up` polls readiness on its own schedule: let it see the stack ready before SIGTERM.
+        while "ready on" not in (tmp_path / "up.log").read_text():
+            assert time.monotonic() < deadline, (tmp_path / "up.log").read_text()
+            time.sleep(0.05)
     finally:
         proc.send_signal(signal.SIGTERM)
         code = proc.wait(30)
