@@ -125,8 +125,8 @@ def registrations(app: Budgetd, auth: AdminAuth, *, hot_async: bool = False) -> 
 
 
 def envoy_registrations(app: Budgetd, settings: Settings) -> list[Registration]:
-    """Envoy's ext_authz and rate limit service (sync, on the thread pool) and ext_proc
-    (asyncio) servicers.
+    """Envoy's ext_authz and ext_proc (asyncio, their domain work on the store's writer or
+    lanes) and rate limit service (sync, on the thread pool) servicers.
 
     None needs the admin token: like Authorize, they are the gateway's hot path. ext_proc
     runs its blocking domain calls on the store's executor (``Database.executor``).
@@ -135,7 +135,7 @@ def envoy_registrations(app: Budgetd, settings: Settings) -> list[Registration]:
     return [
         Registration(
             envoy_authz.DESCRIPTOR,
-            envoy_authz.AuthorizationServicer(app.spend, options),
+            envoy_authz.AsyncAuthorizationServicer(app.spend, options, app.db.submit_async),
             envoy_authz.add_to_server,
         ),
         Registration(

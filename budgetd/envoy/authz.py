@@ -16,6 +16,7 @@ header — or it expires after the hold TTL, charging nothing. ext_proc mode
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import grpc
 from envoy.service.auth.v3 import external_auth_pb2 as pb
@@ -24,6 +25,7 @@ from envoy.type.v3 import http_status_pb2
 from google.protobuf import struct_pb2
 from google.rpc import code_pb2, status_pb2
 
+from budgetd.api.guard import Submit
 from budgetd.api.metrics import DECISIONS
 from budgetd.domain.spend import SpendService
 from budgetd.envoy import refusals
@@ -35,7 +37,7 @@ from budgetd.envoy.headers import (
     header_map_pairs,
     set_headers,
 )
-from budgetd.envoy.observe import CallRecord, answered
+from budgetd.envoy.observe import CallRecord, answered, answered_async
 from budgetd.envoy.options import EnvoyOptions
 from budgetd.errors import BudgetdError, Unavailable
 from budgetd.store.deadlines import call_deadline
@@ -113,6 +115,28 @@ class AuthorizationServicer:
                 headers=set_headers(added.items()), headers_to_remove=removed
             ),
             dynamic_metadata=metadata,
+        )
+
+
+class AsyncAuthorizationServicer(AuthorizationServicer):
+    """``Check`` as an asyncio handler, for the server: its domain work runs through the store's
+    ``Database.submit_async`` (on SQLite the writer thread), like budgetd.v1's Authorize,
+    instead of taking a thread of the server's pool and then waiting its turn on the writer.
+    """
+
+    def __init__(self, spend: SpendService, options: EnvoyOptions, submit: Submit) -> None:
+        super().__init__(spend, options)
+        self._submit = submit
+
+    async def Check(  # type: ignore[override]
+        self, request: pb.CheckRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.CheckResponse:
+        """Admit (reserving the estimate) or refuse one HTTP request."""
+        record = CallRecord(METHOD)
+        # The customer is known only once the headers are read, there: no lane key (PostgreSQL
+        # then runs it in a transaction of its own, as before).
+        return await answered_async(
+            record, context, self._submit(self._check, request, context, record)
         )
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import grpc
@@ -41,6 +41,24 @@ def answered(record: CallRecord, context: grpc.ServicerContext, compute: Callabl
         log.exception("unhandled error in %s", record.method)
         record.finish(grpc.StatusCode.INTERNAL, "internal error")
         context.abort(grpc.StatusCode.INTERNAL, "internal error")
+    record.finish()
+    return response
+
+
+async def answered_async(
+    record: CallRecord, context: grpc.aio.ServicerContext[Any, Any], answer: Awaitable[T]
+) -> T:
+    """:func:`answered` for an asyncio handler whose answer is computed elsewhere."""
+    try:
+        response = await answer
+    except BudgetdError as error:
+        code = status_code(error)
+        record.finish(code, error.message)
+        await context.abort(code, error.message)
+    except Exception:
+        log.exception("unhandled error in %s", record.method)
+        record.finish(grpc.StatusCode.INTERNAL, "internal error")
+        await context.abort(grpc.StatusCode.INTERNAL, "internal error")
     record.finish()
     return response
 
