@@ -188,3 +188,38 @@ def test_a_lane_batches_one_customers_calls_together(tmp_path: Path) -> None:
     assert order[3:5] == ["b1", "b2"]
     # Each customer's calls share a commit; the next batch starts at the next queued call.
     assert commits[:2] == [["a1", "a2", "a3"], ["a1", "a2", "a3", "b1", "b2"]]
+
+
+@pytest.mark.postgres
+def test_a_postgres_lane_undoes_only_the_failing_call(postgres_url: str) -> None:
+    # One customer's calls share a lane's transaction: a failure, even one that aborts the
+    # PostgreSQL transaction (a duplicate key), must undo only its own call's work.
+    db = Database.connect(postgres_url)
+    with db.engine.begin() as conn:
+        conn.exec_driver_sql("CREATE TABLE t (k TEXT PRIMARY KEY)")
+
+    def insert_then_fail(key: str) -> None:
+        _insert(db, key)
+        with db.write() as conn:
+            conn.execute(text("INSERT INTO t VALUES (:k)"), {"k": key + "-partial"})
+            raise ValueError("refused")
+
+    try:
+        gate = threading.Event()
+        db.submit(gate.wait, 10, key="customer")
+        futures = [
+            db.submit(_insert, db, "a", key="customer"),
+            db.submit(_insert, db, "a", key="customer"),  # a duplicate: IntegrityError
+            db.submit(insert_then_fail, "b", key="customer"),
+            db.submit(_insert, db, "c", key="customer"),
+        ]
+        gate.set()
+        assert futures[0].result(timeout=10) == "a"
+        with pytest.raises(exc.IntegrityError):
+            futures[1].result(timeout=10)
+        with pytest.raises(ValueError, match="refused"):
+            futures[2].result(timeout=10)
+        assert futures[3].result(timeout=10) == "c"
+        assert _committed(db) == {"a", "b", "c"}
+    finally:
+        db.dispose()
