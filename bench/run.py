@@ -24,6 +24,8 @@ from pathlib import Path
 from bench import scenarios
 
 RESULTS = Path(__file__).parent / "RESULTS.md"
+# Hand-kept: what profiling found and what each fix bought, appended to every report.
+HISTORY = Path(__file__).parent / "history.md"
 
 
 def main() -> None:
@@ -49,6 +51,7 @@ def main() -> None:
             run: Callable[[Path, int, float], str] = scenarios.ALL[name]
             sections.append(run(tmp, args.runs, args.seconds))
             args.output.write_text("\n".join(sections))
+    args.output.write_text("\n".join([*sections, HISTORY.read_text()]))
     print(f"wrote {args.output}")
 
 
