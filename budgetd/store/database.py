@@ -7,9 +7,8 @@ ends normally and roll back otherwise. They translate SQLAlchemy's outage errors
 SQLite (the embedded default) allows one writer at a time. Rather than let threads collide inside
 SQLite, whose busy handler sleeps and polls, one writer thread owns the write connection and
 runs units of work in batches that share a commit (``budgetd.store.group_commit``), starting
-with ``BEGIN IMMEDIATE``; readers run concurrently under WAL. PostgreSQL needs neither: row
-locks serialize writers to one customer, across replicas too, and each write is its own
-transaction.
+with ``BEGIN IMMEDIATE``; readers run concurrently under WAL. PostgreSQL needs no single
+writer: row locks serialize writers to one customer, across replicas too.
 
 ``Database.submit()`` is how the hot path runs its domain calls: on SQLite on the writer thread
 itself (no hand-off per write); on PostgreSQL on *lanes*, writer threads that each batch the

@@ -235,7 +235,7 @@ class GroupCommit:
         with self._wake:
             if self._thread is None:
                 self._closing = False
-                self._thread = threading.Thread(target=self._run, name="sqlite-writer", daemon=True)
+                self._thread = threading.Thread(target=self._run, name=self._name, daemon=True)
                 self._thread.start()
             self._queue.append(unit)
             if len(self._queue) == 1:
