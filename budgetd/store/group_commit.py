@@ -275,12 +275,15 @@ class GroupCommit:
         except BaseException as exc:
             # The connection itself failed: nobody in this batch can be acknowledged.
             error = self._translate(exc)
-            if self._transaction is not None and self._transaction.is_active:
-                self._transaction.rollback()
+            # A broken connection may fail these too; the writer must live on regardless.
+            with contextlib.suppress(Exception):
+                if self._transaction is not None and self._transaction.is_active:
+                    self._transaction.rollback()
         finally:
             self._in_batch = False
             if self._connection is not None:
-                self._connection.close()
+                with contextlib.suppress(Exception):
+                    self._connection.close()
             self._connection = self._transaction = None
         later: _Resolutions = {}
         for outcome in ran:

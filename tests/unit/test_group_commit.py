@@ -223,3 +223,16 @@ def test_a_postgres_lane_undoes_only_the_failing_call(postgres_url: str) -> None
         assert _committed(db) == {"a", "b", "c"}
     finally:
         db.dispose()
+
+
+def test_a_broken_connection_fails_its_batch_and_the_writer_goes_on(db: Database) -> None:
+    def break_the_connection() -> None:
+        with db.write() as conn:
+            driver = conn.connection.dbapi_connection
+            assert driver is not None
+            driver.close()  # the batch's commit and rollback will fail too
+
+    with pytest.raises(Exception):  # noqa: B017 - whatever the driver raises
+        db.submit(break_the_connection).result(timeout=10)
+    assert db.submit(_insert, db, "after").result(timeout=10) == "after"
+    assert _committed(db) == {"after"}
