@@ -8,7 +8,8 @@ after ``BUDGETD_STORE_TIMEOUT_SECONDS``, whichever comes first. The PostgreSQL c
 (:mod:`budgetd.store.postgres`) stop waiting on the server at that moment, so an unreachable
 database costs a call at most its own deadline, never a thread stuck for minutes.
 
-The deadline lives in a thread-local: the domain runs synchronously on one thread per call.
+The deadline lives in a thread-local: a call's domain work runs synchronously on one thread at a
+time (a pool thread, or the store's writer, which sets each call's deadline as it runs it).
 """
 
 from __future__ import annotations
