@@ -24,8 +24,7 @@ from google.protobuf.descriptor import ServiceDescriptor
 
 from budgetd.api.auth import AdminAuth
 from budgetd.api.metrics import CALLS, LATENCY
-from budgetd.api.status import status_code
-from budgetd.errors import BudgetdError
+from budgetd.api.status import failure
 from budgetd.store.deadlines import call_deadline
 
 log = logging.getLogger("budgetd.calls")
@@ -87,11 +86,8 @@ def guard(behavior: Behavior, method: str, auth: AdminAuth | None) -> Behavior:
             with call_deadline(context.time_remaining()):
                 response = behavior(request, context)
             return response
-        except BudgetdError as error:
-            code, detail = status_code(error), error.message
-        except Exception:
-            log.exception("unhandled error in %s", method)
-            code, detail = grpc.StatusCode.INTERNAL, "internal error"
+        except Exception as error:
+            code, detail = failure(error, method)
         finally:
             _observe(method, request, response, code, detail, started)
         # Reached only from an except branch above.
@@ -120,11 +116,8 @@ def guard_async(
             key = getattr(request, "customer_id", "") or None
             response = await submit(_until, deadline, behavior, request, context, key=key)
             return response
-        except BudgetdError as error:
-            code, detail = status_code(error), error.message
-        except Exception:
-            log.exception("unhandled error in %s", method)
-            code, detail = grpc.StatusCode.INTERNAL, "internal error"
+        except Exception as error:
+            code, detail = failure(error, method)
         finally:
             _observe(method, request, response, code, detail, started)
         await context.abort(code, detail)

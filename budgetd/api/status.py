@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import logging
+
 import grpc
 
 from budgetd import errors
+
+log = logging.getLogger("budgetd.calls")
 
 _CODES: tuple[tuple[type[errors.BudgetdError], grpc.StatusCode], ...] = (
     (errors.InvalidArgument, grpc.StatusCode.INVALID_ARGUMENT),
@@ -23,3 +27,12 @@ def status_code(error: errors.BudgetdError) -> grpc.StatusCode:
         if isinstance(error, kind):
             return code
     return grpc.StatusCode.INTERNAL
+
+
+def failure(error: Exception, method: str) -> tuple[grpc.StatusCode, str]:
+    """(code, detail) a failed call answers with: a domain error's own; anything else is a bug,
+    logged here with its traceback and answered INTERNAL without its details."""
+    if isinstance(error, errors.BudgetdError):
+        return status_code(error), error.message
+    log.error("unhandled error in %s", method, exc_info=error)
+    return grpc.StatusCode.INTERNAL, "internal error"

@@ -16,8 +16,7 @@ from typing import Any, TypeVar
 import grpc
 
 from budgetd.api.metrics import CALLS, LATENCY
-from budgetd.api.status import status_code
-from budgetd.errors import BudgetdError
+from budgetd.api.status import failure
 
 log = logging.getLogger("budgetd.calls")
 
@@ -33,14 +32,9 @@ def answered(record: CallRecord, context: grpc.ServicerContext, compute: Callabl
     """
     try:
         response = compute()
-    except BudgetdError as error:
-        code = status_code(error)
-        record.finish(code, error.message)
-        context.abort(code, error.message)
-    except Exception:
-        log.exception("unhandled error in %s", record.method)
-        record.finish(grpc.StatusCode.INTERNAL, "internal error")
-        context.abort(grpc.StatusCode.INTERNAL, "internal error")
+    except Exception as error:
+        code, detail = record.failed(error)
+        context.abort(code, detail)
     record.finish()
     return response
 
@@ -51,14 +45,9 @@ async def answered_async(
     """:func:`answered` for an asyncio handler whose answer is computed elsewhere."""
     try:
         response = await answer
-    except BudgetdError as error:
-        code = status_code(error)
-        record.finish(code, error.message)
-        await context.abort(code, error.message)
-    except Exception:
-        log.exception("unhandled error in %s", record.method)
-        record.finish(grpc.StatusCode.INTERNAL, "internal error")
-        await context.abort(grpc.StatusCode.INTERNAL, "internal error")
+    except Exception as error:
+        code, detail = record.failed(error)
+        await context.abort(code, detail)
     record.finish()
     return response
 
@@ -71,6 +60,12 @@ class CallRecord:
         self.fields: dict[str, Any] = {}
         self._started = time.perf_counter()
         self._finished = False
+
+    def failed(self, error: Exception) -> tuple[grpc.StatusCode, str]:
+        """Record a failed call; returns the (code, detail) to abort it with."""
+        code, detail = failure(error, self.method)
+        self.finish(code, detail)
+        return code, detail
 
     def finish(self, code: grpc.StatusCode = grpc.StatusCode.OK, detail: str = "") -> None:
         """Record the call's status; later calls do nothing."""
