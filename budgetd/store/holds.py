@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,12 +30,8 @@ class Hold:
     rate_second: int | None = None
 
 
-def _hold(row: Any) -> Hold:
-    return Hold(**{name: row._mapping[name] for name in Hold.__slots__})
-
-
-def _hold_of(row: dict[str, Any]) -> Hold:
-    return Hold(**row)
+def _hold(row: Mapping[Any, Any]) -> Hold:
+    return Hold(**{name: row[name] for name in Hold.__slots__})
 
 
 _SELECT_HOLD = select(
@@ -81,12 +78,12 @@ class HoldRepository:
     def get(self, conn: Connection, hold_id: str) -> Hold | None:
         """A hold by id."""
         row = _GET_HOLD.row(conn, {"hold_id": hold_id})
-        return _hold_of(row) if row else None
+        return _hold(row) if row else None
 
     def get_by_request(self, conn: Connection, customer_pk: int, request_id: str) -> Hold | None:
         """The hold an earlier Authorize with this request_id took."""
         row = _GET_BY_REQUEST.row(conn, {"customer_pk": customer_pk, "request_id": request_id})
-        return _hold_of(row) if row else None
+        return _hold(row) if row else None
 
     def close(
         self, conn: Connection, hold_id: str, *, from_state: str, to_state: str, now_us: int
@@ -98,7 +95,7 @@ class HoldRepository:
         row = _CLOSE_HOLD.row(
             conn, {"id": hold_id, "from_state": from_state, "to_state": to_state, "now_us": now_us}
         )
-        return _hold_of(row) if row else None
+        return _hold(row) if row else None
 
     def expire(self, conn: Connection, customer_pk: int, *, now_us: int) -> list[Hold]:
         """Expire a customer's open holds past their time; returns them."""
@@ -112,7 +109,7 @@ class HoldRepository:
             .values(state=HOLD_EXPIRED, closed_us=now_us)
             .returning(*_SELECT_HOLD.selected_columns)
         ).all()
-        return [_hold(row) for row in rows]
+        return [_hold(row._mapping) for row in rows]
 
     def customers_with_expired(self, conn: Connection, *, now_us: int, limit: int) -> list[int]:
         """Customers that have open holds past their time."""
