@@ -573,20 +573,16 @@ class Outbox:
             WRITE_SECONDS.observe(time.perf_counter() - started)
         if delivering is None:
             await self._pause_for_tests(charge.request_id)
-            if row_id is None:
-                return await self._without_outbox(charge)
             if not try_now:
+                if row_id is None:
+                    return await self._without_outbox(charge)
                 self._wake.set()
                 return None
-            outcome, reply, error = await self._deliver(charge)
-        else:
-            outcome, reply, error = await delivering
-            if row_id is None:
-                if outcome is Outcome.DELIVERED:
-                    DELIVERIES.labels(CHARGE, "now", outcome.value).inc()
-                    return reply
-                return await self._without_outbox(charge)
+            delivering = asyncio.ensure_future(self._deliver(charge))
+        outcome, reply, error = await delivering
         DELIVERIES.labels(CHARGE, "now", outcome.value).inc()
+        if row_id is None:
+            return reply if outcome is Outcome.DELIVERED else await self._without_outbox(charge)
         await self._settled(Row(row_id, charge, 0, now), outcome, error, path="now")
         if outcome is not Outcome.DELIVERED:
             log.warning(
