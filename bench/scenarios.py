@@ -406,16 +406,18 @@ def shim_stack(url: str, tmp: Path) -> Iterator[tuple[BudgetdProcess, ServicePro
 
 def peak_rss_mb(pid: int) -> float:
     """A process's peak resident set size (VmHWM), in MB."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
+    return proc_mb(f"/proc/{pid}/status", "VmHWM:")
 
 
 def pss_mb(pid: int) -> float:
     """A process's proportional set size now: pages shared with others counted in part."""
-    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
-        if line.startswith("Pss:"):
+    return proc_mb(f"/proc/{pid}/smaps_rollup", "Pss:")
+
+
+def proc_mb(path: str, field: str) -> float:
+    """A ``field: <n> kB`` line of a /proc file, in MB."""
+    for line in Path(path).read_text().splitlines():
+        if line.startswith(field):
             return int(line.split()[1]) / 1024
     return float("nan")
 

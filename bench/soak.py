@@ -27,7 +27,7 @@ import httpx
 from httpx_aiohttp import HttpxAiohttpClient
 
 from bench.load import wrk_post
-from bench.scenarios import CHAT, MASTER_KEY, database, shim_stack
+from bench.scenarios import CHAT, MASTER_KEY, database, proc_mb, shim_stack
 from budgetd.v1 import spend_service_pb2 as spend_pb
 from tests.support.client import ADMIN, Stubs
 
@@ -37,10 +37,7 @@ SAMPLE_SECONDS = 10.0
 
 def rss_mb(pid: int) -> float:
     """Current resident set size of a process, in MB."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
+    return proc_mb(f"/proc/{pid}/status", "VmRSS:")
 
 
 async def _setup(client: httpx.AsyncClient) -> list[str]:
